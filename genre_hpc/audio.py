@@ -1,0 +1,126 @@
+"""Decodes one audio file into mono blocks of whole segments at the analysis sample rate.
+
+Files are read block by block (soundfile) and resampled as a stream (soxr), so memory stays
+the same for a 30-s clip and a 3-hour recording. What libsndfile cannot read goes through
+audioread (ffmpeg and friends), which loads the whole file.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from .errors import AudioError
+
+SUPPORTED_EXTENSIONS = (".wav", ".au", ".flac", ".ogg", ".mp3")
+
+# Below -80 dBFS everywhere counts as silence: no feature of it says anything about genre.
+SILENCE_PEAK = 1e-4
+
+# Frames read from the file at a time; bounded memory whatever the file's length.
+_READ_FRAMES = 1 << 16
+
+
+@dataclass(frozen=True)
+class Segments:
+    """A block of consecutive segments of one track."""
+
+    first: int  # index of the first segment in the track
+    samples: np.ndarray  # (n_segments, segment_length) float32
+
+
+def iter_segments(
+    path: str | Path,
+    *,
+    sample_rate: int,
+    segment_samples: int,
+    min_samples: int,
+    block_segments: int = 10,
+) -> Iterator[Segments]:
+    """Yield the track's whole segments, `block_segments` at a time.
+
+    A trailing part shorter than a segment is dropped, unless the track is shorter than one
+    segment: then the whole track (at least `min_samples` long) is the one segment.
+    Raises AudioError for a file that is empty, undecodable, silent or too short; a caller
+    that has consumed blocks before the error must discard them (silence is only known at
+    the end).
+    """
+    block_samples = segment_samples * block_segments
+    pending = np.empty(0, dtype=np.float32)
+    first = 0
+    total = 0
+    peak = 0.0
+    for chunk in _decode(Path(path), sample_rate):
+        total += chunk.size
+        if chunk.size:
+            peak = max(peak, float(np.max(np.abs(chunk))))
+        pending = np.concatenate([pending, chunk]) if pending.size else chunk
+        while pending.size >= block_samples:
+            yield Segments(first, pending[:block_samples].reshape(block_segments, segment_samples))
+            first += block_segments
+            pending = pending[block_samples:]
+    if total == 0:
+        raise AudioError("no audio: the file decodes to 0 samples")
+    if peak < SILENCE_PEAK:
+        raise AudioError(f"silent: peak amplitude {peak:.1e} is below -80 dBFS")
+    whole = pending.size // segment_samples
+    if whole:
+        yield Segments(first, pending[: whole * segment_samples].reshape(whole, segment_samples))
+    elif first == 0:
+        if pending.size < min_samples:
+            raise AudioError(
+                f"too short: {pending.size / sample_rate:.2f} s of audio, features need at least "
+                f"{min_samples / sample_rate:.2f} s (features.min_seconds)"
+            )
+        yield Segments(0, pending[None, :])
+
+
+def _decode(path: Path, sample_rate: int) -> Iterator[np.ndarray]:
+    """Mono float32 chunks at `sample_rate`."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise AudioError(f"cannot open: {exc.strerror}") from exc
+    if size == 0:
+        raise AudioError("empty file (0 bytes)")
+    try:
+        handle = sf.SoundFile(path)
+    except sf.LibsndfileError as exc:
+        yield from _decode_fallback(path, sample_rate, reason=str(exc))
+        return
+    with handle:
+        if handle.frames == 0:
+            raise AudioError("no audio: the file has a header but 0 samples")
+        resampler = None
+        if handle.samplerate != sample_rate:
+            resampler = soxr.ResampleStream(handle.samplerate, sample_rate, 1, dtype="float32")
+        try:
+            for block in handle.blocks(blocksize=_READ_FRAMES, dtype="float32", always_2d=True):
+                mono = block.mean(axis=1, dtype=np.float32)
+                yield resampler.resample_chunk(mono) if resampler else mono
+        except sf.LibsndfileError as exc:
+            raise AudioError(f"truncated or corrupt audio data: {exc}") from exc
+        if resampler:
+            yield resampler.resample_chunk(np.empty(0, dtype=np.float32), last=True)
+
+
+def _decode_fallback(path: Path, sample_rate: int, *, reason: str) -> Iterator[np.ndarray]:
+    """Decode with audioread (ffmpeg, GStreamer, ...) what libsndfile refuses."""
+    import librosa  # deferred: only this path needs it, and it costs time to import
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # librosa warns that it falls back; we know
+            samples, _ = librosa.load(path, sr=sample_rate, mono=True, dtype=np.float32)
+    except Exception as exc:  # audioread raises a zoo of backend-specific types
+        raise AudioError(
+            f"cannot decode: libsndfile said '{reason}'; audioread said "
+            f"'{type(exc).__name__}: {exc}'".replace("\n", " ")
+        ) from exc
+    yield samples
