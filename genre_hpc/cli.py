@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 import time
@@ -20,7 +21,11 @@ STAGES: dict[str, str] = {
     "tune": "dask-ml GridSearchCV with track-grouped folds, then train the best model.",
     "run": "extract, train and tune on one shared Dask cluster.",
     "demo-data": "Write the synthetic GTZAN-shaped demo corpus (data.demo.*).",
+    "bench": "Time the extractor against the origin study's method; scaling over Dask schedulers.",
 }
+
+# Stages that build their own clusters (or need none) instead of sharing one client.
+STANDALONE = {"demo-data": "genre_hpc.cli:_demo_data", "bench": "genre_hpc.bench:run"}
 
 USAGE = "usage: genre-hpc <stage> [key=value ...] [--help | --cfg job | --multirun]\n\nstages:\n" + "".join(
     f"  {name:<10} {text}\n" for name, text in STAGES.items()
@@ -56,8 +61,9 @@ def _dispatch(cfg: DictConfig) -> Any:
     from . import config
 
     config.check(cfg)
-    if cfg.stage == "demo-data":
-        return _demo_data(cfg)
+    if cfg.stage in STANDALONE:
+        module, function = STANDALONE[cfg.stage].split(":")
+        return getattr(importlib.import_module(module), function)(cfg)
     from .cluster import connect
 
     stages = _stage_functions(cfg.stage)
