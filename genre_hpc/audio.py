@@ -97,17 +97,38 @@ def _decode(path: Path, sample_rate: int) -> Iterator[np.ndarray]:
     with handle:
         if handle.frames == 0:
             raise AudioError("no audio: the file has a header but 0 samples")
+        _check_not_truncated(handle)
+        decoded = 0
         resampler = None
         if handle.samplerate != sample_rate:
             resampler = soxr.ResampleStream(handle.samplerate, sample_rate, 1, dtype="float32")
         try:
             for block in handle.blocks(blocksize=_READ_FRAMES, dtype="float32", always_2d=True):
+                decoded += len(block)
                 mono = block.mean(axis=1, dtype=np.float32)
                 yield resampler.resample_chunk(mono) if resampler else mono
         except sf.LibsndfileError as exc:
             raise AudioError(f"truncated or corrupt audio data: {exc}") from exc
+        if decoded < 0.99 * handle.frames:
+            raise AudioError(
+                f"truncated: the header declares {handle.frames / handle.samplerate:.2f} s, "
+                f"only {decoded / handle.samplerate:.2f} s decode"
+            )
         if resampler:
             yield resampler.resample_chunk(np.empty(0, dtype=np.float32), last=True)
+
+
+def _check_not_truncated(handle: sf.SoundFile) -> None:
+    """libsndfile trims a WAV/AIFF/AU whose data chunk runs past the end of the file and notes
+    it in its log as `data : <declared> (should be <present>)`; such a file was cut short."""
+    for line in handle.extra_info.splitlines():
+        name, _, rest = line.partition(":")
+        if name.strip().lower() in ("data", "ssnd") and "(should be" in rest:
+            declared = rest.split("(should be")[0].strip()
+            present = rest.split("(should be")[1].strip(" )")
+            raise AudioError(
+                f"truncated: the header declares {declared} bytes of audio, the file holds {present}"
+            )
 
 
 def _decode_fallback(path: Path, sample_rate: int, *, reason: str) -> Iterator[np.ndarray]:
@@ -119,6 +140,8 @@ def _decode_fallback(path: Path, sample_rate: int, *, reason: str) -> Iterator[n
             warnings.simplefilter("ignore")  # librosa warns that it falls back; we know
             samples, _ = librosa.load(path, sr=sample_rate, mono=True, dtype=np.float32)
     except Exception as exc:  # audioread raises a zoo of backend-specific types
+        if type(exc).__name__ == "NoBackendError":
+            raise AudioError(f"cannot decode: not a recognised audio format ({reason})") from exc
         raise AudioError(
             f"cannot decode: libsndfile said '{reason}'; audioread said "
             f"'{type(exc).__name__}: {exc}'".replace("\n", " ")

@@ -65,8 +65,11 @@ def _dispatch(cfg: DictConfig) -> Any:
         module, function = STANDALONE[cfg.stage].split(":")
         return getattr(importlib.import_module(module), function)(cfg)
     from .cluster import connect
+    from .extract import preflight
 
     stages = _stage_functions(cfg.stage)
+    if "extract" in dict(stages):
+        preflight(cfg)  # a wrong data.root fails before any cluster or job starts
     with connect(cfg) as client:
         results = {}
         for name, function in stages:

@@ -105,6 +105,12 @@ def run(cfg: DictConfig, client: Client) -> dict[str, Any]:
     return record
 
 
+def preflight(cfg: DictConfig) -> None:
+    """Fail fast on an unusable data.root, before a cluster is started for nothing."""
+    if cfg.data.root is not None:
+        corpus.scan(Path(str(cfg.data.root)).expanduser(), extensions=tuple(cfg.data.extensions))
+
+
 def corpus_root(cfg: DictConfig) -> Path:
     """data.root, or the demo corpus (generated on first use) when it is unset."""
     if cfg.data.root is not None:

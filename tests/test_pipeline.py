@@ -1,0 +1,89 @@
+"""The whole pipeline through the console command, as a user runs it on the embedded default."""
+
+import json
+
+import pandas as pd
+import pytest
+import xgboost
+
+from .conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, numba_cache):
+    work = tmp_path_factory.mktemp("pipeline")
+    result = run_cli(
+        "run",
+        "output.dir=out",
+        "data.demo.n_per_genre=6",
+        "data.demo.seconds=6",
+        "cluster.n_workers=2",
+        f"cluster.numba_cache_dir={numba_cache}",
+        "search.grid.n_estimators=[50]",
+        cwd=work,
+    )
+    return work, work / "out", result
+
+
+def test_everything_is_written_under_output_dir(pipeline):
+    work, out, _ = pipeline
+    assert [p.name for p in work.iterdir()] == ["out"]
+    for name in ("features", "errors.parquet", "manifest.json", "model", "metrics.json", "tune", "hydra"):
+        assert (out / name).exists(), name
+    assert len(list((out / "demo-corpus").rglob("*.wav"))) == 60
+
+
+def test_metrics_are_learned_and_name_their_split(pipeline):
+    _, out, _ = pipeline
+    metrics = json.loads((out / "metrics.json").read_text())
+    chance = 1 / 10
+    assert metrics["track_accuracy"] > 3 * chance
+    assert metrics["segment_accuracy"] > 3 * chance
+    assert metrics["split"]["name"] == "grouped"
+    assert metrics["split"]["train_tracks"] + metrics["split"]["test_tracks"] == 60
+    assert metrics["test_tracks"] == metrics["split"]["test_tracks"]
+    assert "test" in metrics["evaluated_on"]
+    assert set(metrics["classification_report_tracks"]) >= set(metrics["classes"])
+    assert (out / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_saved_model_predicts_with_its_preprocessing(pipeline):
+    _, out, _ = pipeline
+    info = json.loads((out / "model" / "preprocess.json").read_text())
+    booster = xgboost.Booster(model_file=str(out / "model" / "model.ubj"))
+    rows = pd.read_parquet(out / "features")
+    x = (rows[info["feature_names"]].to_numpy() - info["mean"]) / info["std"]
+    proba = booster.inplace_predict(x)
+    assert proba.shape == (len(rows), len(info["classes"]))
+    accuracy = (proba.argmax(axis=1) == rows.label.astype(str).map(info["classes"].index)).mean()
+    assert accuracy > 0.5  # mostly training rows: the model must fit them
+
+
+def test_tune_writes_cv_table_best_params_and_final_model(pipeline):
+    _, out, _ = pipeline
+    table = pd.read_csv(out / "tune" / "cv_results.csv")
+    assert len(table) == 4  # 2 depths x 2 rates x 1 size
+    assert {"mean_test_score", "rank_test_score", "param_max_depth"} <= set(table.columns)
+    best = json.loads((out / "tune" / "best_params.json").read_text())
+    assert set(best["best_params"]) == {"max_depth", "learning_rate", "n_estimators"}
+    assert "grouped by track" in best["cv"]
+    assert (out / "tune" / "model" / "model.ubj").exists()
+    tuned = json.loads((out / "tune" / "metrics.json").read_text())
+    assert tuned["split"]["name"] == "grouped" and 0 <= tuned["track_accuracy"] <= 1
+
+
+def test_manifest_records_every_stage_with_timings(pipeline):
+    _, out, result = pipeline
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["stages"]) == {"extract", "train", "tune"}
+    assert all(stage["wall_seconds"] > 0 for stage in manifest["stages"].values())
+    assert manifest["stages"]["extract"]["rows_total"] == 120
+    assert "extract:" in result.stderr and "batches" in result.stderr  # progress was shown
+
+
+def test_train_and_tune_run_alone_on_the_existing_dataset(pipeline):
+    work, out, _ = pipeline
+    result = run_cli("train", "output.dir=out", "model.params.n_estimators=20", cwd=work)
+    assert "track accuracy" in result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model"]["params"]["n_estimators"] == 20
