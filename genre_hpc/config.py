@@ -26,6 +26,13 @@ def check(cfg: DictConfig) -> None:
         _positive_int(cfg, "cluster.jobs")
         _positive_int(cfg, "cluster.cores")
         _positive_int(cfg, "cluster.processes")
+        _positive_int(cfg, "cluster.death_timeout")
+    if kind == "slurm_runner":
+        _positive_int(cfg, "cluster.threads", allow_none=True)
+    if kind in ("slurm", "slurm_runner"):
+        from .cluster import check_spec  # the checks live beside the code that uses the values
+
+        check_spec(cfg.cluster)
     fraction = _get(cfg, "split.test_fraction", None)
     if fraction is not None and not (isinstance(fraction, float) and 0.0 < fraction < 1.0):
         raise ConfigError("split.test_fraction", f"{fraction!r} is not between 0 and 1", "e.g. 0.2")
