@@ -7,6 +7,7 @@ audioread (ffmpeg and friends), which loads the whole file.
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -133,12 +134,17 @@ def _check_not_truncated(handle: sf.SoundFile) -> None:
 
 def _decode_fallback(path: Path, sample_rate: int, *, reason: str) -> Iterator[np.ndarray]:
     """Decode with audioread (ffmpeg, GStreamer, ...) what libsndfile refuses."""
+    yield _load_fallback(path, sample_rate, reason=reason)[0]
+
+
+def _load_fallback(path: Path, sample_rate: int | None, *, reason: str) -> tuple[np.ndarray, int]:
+    """The whole file through audioread, mono, at `sample_rate` (None: the file's own)."""
     import librosa  # deferred: only this path needs it, and it costs time to import
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # librosa warns that it falls back; we know
-            samples, _ = librosa.load(path, sr=sample_rate, mono=True, dtype=np.float32)
+            samples, rate = librosa.load(path, sr=sample_rate, mono=True, dtype=np.float32)
     except Exception as exc:  # audioread raises a zoo of backend-specific types
         if type(exc).__name__ == "NoBackendError":
             raise AudioError(f"cannot decode: not a recognised audio format ({reason})") from exc
@@ -146,4 +152,43 @@ def _decode_fallback(path: Path, sample_rate: int, *, reason: str) -> Iterator[n
             f"cannot decode: libsndfile said '{reason}'; audioread said "
             f"'{type(exc).__name__}: {exc}'".replace("\n", " ")
         ) from exc
-    yield samples
+    return samples, int(rate)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What one file holds, as decoded: format, rate, channels, duration and a content hash."""
+
+    format: str
+    sample_rate: int
+    channels: int
+    duration_s: float
+    content_hash: str
+
+
+def probe(path: str | Path) -> Probe:
+    """Decode the whole file once at its own rate and hash the samples.
+
+    The hash is of the decoded audio, not the file's bytes, so the same recording saved under
+    two names, two genres or two containers hashes the same.
+    """
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise AudioError("empty file (0 bytes)")
+    digest = hashlib.sha1()
+    frames = 0
+    try:
+        with sf.SoundFile(path) as handle:
+            _check_not_truncated(handle)
+            for block in handle.blocks(blocksize=_READ_FRAMES, dtype="float32", always_2d=True):
+                digest.update(np.ascontiguousarray(block).tobytes())
+                frames += len(block)
+            info = (handle.format, handle.samplerate, handle.channels)
+    except sf.LibsndfileError as exc:
+        samples, rate = _load_fallback(path, None, reason=str(exc))
+        digest.update(samples.tobytes())
+        frames = len(samples)
+        info = (path.suffix.lstrip(".").upper(), rate, 1)  # audioread mixes down: channels unknown
+    if frames == 0:
+        raise AudioError("no audio: the file decodes to 0 samples")
+    return Probe(info[0], info[1], info[2], frames / info[1], digest.hexdigest())

@@ -16,10 +16,11 @@ from .errors import GenreHpcError
 log = logging.getLogger("genre_hpc")
 
 STAGES: dict[str, str] = {
-    "extract": "Decode the corpus; write per-segment features as partitioned Parquet.",
+    "validate": "Probe every file (format, rate, duration, content hash); report duplicates.",
+    "extract": "validate, then decode the corpus; write per-segment features as partitioned Parquet.",
     "train": "Train xgboost.dask on the features; evaluate on held-out tracks.",
     "tune": "dask-ml GridSearchCV with track-grouped folds, then train the best model.",
-    "run": "extract, train and tune on one shared Dask cluster.",
+    "run": "validate, extract, train and tune on one shared Dask cluster.",
     "demo-data": "Write the synthetic GTZAN-shaped demo corpus (data.demo.*).",
     "bench": "Time the extractor against the origin study's method; scaling over Dask schedulers.",
 }
@@ -80,12 +81,11 @@ def _dispatch(cfg: DictConfig) -> Any:
 
 
 def _stage_functions(stage: str) -> list[tuple[str, Callable]]:
-    from . import extract, train, tune
+    from . import extract, train, tune, validate
 
-    table = {"extract": extract.run, "train": train.run, "tune": tune.run}
-    if stage == "run":
-        return list(table.items())
-    return [(stage, table[stage])]
+    table = {"validate": validate.run, "extract": extract.run, "train": train.run, "tune": tune.run}
+    sequences = {"extract": ["validate", "extract"], "run": list(table)}
+    return [(name, table[name]) for name in sequences.get(stage, [stage])]
 
 
 def _demo_data(cfg: DictConfig) -> list:

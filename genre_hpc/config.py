@@ -33,6 +33,14 @@ def check(cfg: DictConfig) -> None:
         from .cluster import check_spec  # the checks live beside the code that uses the values
 
         check_spec(cfg.cluster)
+    from .split import SPLITS
+
+    if _get(cfg, "split.name") not in SPLITS:
+        raise ConfigError("split", f"unknown split {cfg.split.name!r}", f"use split={' | '.join(SPLITS)}")
+    if cfg.split.name == "predefined":
+        for side in cfg.split.lists:
+            if OmegaConf.is_missing(cfg.split.lists, side):
+                raise ConfigError(f"split.lists.{side}", "is not set", "give a file with one path per line")
     fraction = _get(cfg, "split.test_fraction", None)
     if fraction is not None and not (isinstance(fraction, float) and 0.0 < fraction < 1.0):
         raise ConfigError("split.test_fraction", f"{fraction!r} is not between 0 and 1", "e.g. 0.2")

@@ -1,19 +1,15 @@
-"""Reads the feature dataset into Dask, and splits it by track (never by segment)."""
+"""Reads the feature dataset into Dask: rows, feature columns, and one row per track."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import dask.dataframe as dd
-import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
-from omegaconf import DictConfig
-from sklearn.model_selection import StratifiedShuffleSplit
 
-from .errors import ConfigError, DatasetError
+from .errors import DatasetError
 from .schema import FEATURE_VERSION, feature_names
 
 
@@ -42,55 +38,16 @@ def load(features_dir: Path) -> dd.DataFrame:
     return frame.assign(label=frame.label.astype(str)).clear_divisions()
 
 
-@dataclass(frozen=True)
-class Split:
-    """Which tracks are trained on and which are held out, and how that was decided."""
+def track_table(frame: dd.DataFrame, validation: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per track: track_id, label, and `group`: tracks of identical audio share one.
 
-    name: str
-    train_tracks: frozenset[str]
-    test_tracks: frozenset[str]
-    description: str
-    details: dict = field(default_factory=dict)
-
-    def summary(self) -> dict:
-        return {
-            "name": self.name,
-            "description": self.description,
-            "train_tracks": len(self.train_tracks),
-            "test_tracks": len(self.test_tracks),
-            **self.details,
-        }
-
-
-def track_table(frame: dd.DataFrame) -> pd.DataFrame:
-    """One row per track: track_id, label (computed on the cluster, small)."""
+    `validation` is the validate stage's table; without it every track is its own group.
+    """
     # de-duplicate within partitions first: a global drop_duplicates would shuffle
     pairs = frame[["track_id", "label"]].map_partitions(pd.DataFrame.drop_duplicates)
-    tracks = pairs.compute().drop_duplicates()
-    return tracks.sort_values("track_id").reset_index(drop=True)
-
-
-def split_tracks(tracks: pd.DataFrame, spec: DictConfig) -> Split:
-    """Hold out whole tracks, stratified by genre, as `split.*` says."""
-    if spec.name != "grouped":
-        raise ConfigError("split", f"unknown split {spec.name!r}", "use split=grouped")
-    n_classes = tracks.label.nunique()
-    n_test = int(round(spec.test_fraction * len(tracks)))
-    if n_test < n_classes or len(tracks) - n_test < n_classes:
-        raise DatasetError(
-            f"{len(tracks)} tracks in {n_classes} genres are too few for split.test_fraction="
-            f"{spec.test_fraction}: each side needs a track of every genre"
-        )
-    # one row per track, so a stratified split of rows is a grouped split of segments
-    splitter = StratifiedShuffleSplit(n_splits=1, test_size=n_test, random_state=spec.seed)
-    train_idx, test_idx = next(splitter.split(np.zeros(len(tracks)), tracks.label))
-    return Split(
-        name="grouped",
-        train_tracks=frozenset(tracks.track_id.iloc[train_idx]),
-        test_tracks=frozenset(tracks.track_id.iloc[test_idx]),
-        description=(
-            f"held-out tracks: {spec.test_fraction:.0%} of tracks, stratified by genre, "
-            f"seed {spec.seed}; no track has segments on both sides"
-        ),
-        details={"test_fraction": spec.test_fraction, "seed": spec.seed},
-    )
+    tracks = pairs.compute().drop_duplicates().sort_values("track_id").reset_index(drop=True)
+    tracks["group"] = tracks.track_id
+    if validation is not None and len(validation):
+        hashes = validation.dropna(subset=["content_hash"]).set_index("track_id").content_hash
+        tracks["group"] = tracks.track_id.map(hashes).fillna(tracks.track_id)
+    return tracks

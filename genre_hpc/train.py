@@ -17,8 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 from xgboost.dask import DaskXGBClassifier
 
-from . import config, dataset, manifest, report
-from .dataset import Split
+from . import config, dataset, manifest, report, validate
+from .errors import DatasetError
+from .split import Split, make_split
 from .extract import FEATURES_DIR
 from .schema import FEATURE_VERSION
 
@@ -41,12 +42,12 @@ def run(cfg: DictConfig, client: Client) -> dict[str, Any]:
         np.array(metrics["confusion_matrix_tracks"]),
         metrics["classes"],
         out / "confusion_matrix.png",
-        title=f"xgboost, track level, {data.split.name} split (test tracks)",
+        title=f"xgboost, track level, test side of the {data.split.label()}",
     )
     manifest.update(out, "train", _record(metrics), config=config.plain(cfg))
     log.info(
-        "train: %s split, test tracks: segment accuracy %.3f, track accuracy %.3f (%.1f s)",
-        data.split.name, metrics["segment_accuracy"], metrics["track_accuracy"],
+        "train: %s, test side: segment accuracy %.3f, track accuracy %.3f (%.1f s)",
+        data.split.label(), metrics["segment_accuracy"], metrics["track_accuracy"],
         metrics["wall_seconds"],
     )  # fmt: skip
     return metrics
@@ -56,21 +57,26 @@ class Prepared:
     """The dataset, its feature columns, classes and the track split every model stage shares."""
 
     def __init__(self, cfg: DictConfig) -> None:
-        features_dir = config.output_dir(cfg) / FEATURES_DIR
-        self.names = dataset.feature_columns(features_dir)
-        self.frame = dataset.load(features_dir)
-        tracks = dataset.track_table(self.frame)
-        self.split: Split = dataset.split_tracks(tracks, cfg.split)
-        self.classes: list[str] = sorted(tracks.label.unique())
+        out = config.output_dir(cfg)
+        self.names = dataset.feature_columns(out / FEATURES_DIR)
+        self.frame = dataset.load(out / FEATURES_DIR)
+        self.tracks = dataset.track_table(self.frame, validate.read(out))
+        self.split: Split = make_split(self.tracks, cfg.split)
+        self.classes: list[str] = sorted(self.tracks.label.unique())
 
     def side(self, which: str) -> dd.DataFrame:
         """The segments of the train or test tracks, persisted, without empty partitions."""
-        ids = self.split.train_tracks if which == "train" else self.split.test_tracks
-        rows = self.frame[self.frame.track_id.isin(sorted(ids))].persist()
+        split = self.split
+        rows = self.frame.map_partitions(
+            lambda part: part[split.mask(part, which)], meta=self.frame._meta
+        ).persist()
         # a part holds one batch of one genre, so most parts fall wholly on one side; empty
         # chunks break xgboost.dask's predict, and cost a task each
         lengths = rows.map_partitions(len).compute()
-        return rows.partitions[[i for i, n in enumerate(lengths) if n]]
+        keep = [i for i, n in enumerate(lengths) if n]
+        if not keep:
+            raise DatasetError(f"the {split.label()} leaves no {which} rows: check split.*")
+        return rows.partitions[keep]
 
     def codes(self, labels: pd.Series | dd.Series) -> Any:
         mapping = {label: i for i, label in enumerate(self.classes)}
@@ -107,7 +113,7 @@ def fit_and_evaluate(
     metrics = evaluate(proba, ids, data.classes)
     metrics.update(
         split=data.split.summary(),
-        evaluated_on="test: held-out tracks of the split named here",
+        evaluated_on=f"test side of the {data.split.label()}",
         model={"name": "xgboost.dask.DaskXGBClassifier", "params": params},
         fit_seconds=fit_seconds,
         train_segments=int(len(x_train)),
