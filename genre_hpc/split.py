@@ -80,7 +80,7 @@ def _grouped(tracks: pd.DataFrame, spec: DictConfig) -> Split:
             f"{len(tracks)} tracks in {n_classes} genres are too few for split.test_fraction="
             f"{spec.test_fraction}: each side needs a track of every genre"
         )
-    groups = tracks["group"] if "group" in tracks else tracks.track_id
+    groups = tracks.get("group", tracks.track_id)
     # split whole groups (a track, or every copy of one recording), stratified by each group's
     # first label; then every track follows its group, so no group straddles the two sides
     by_group = tracks.assign(group=groups).groupby("group", sort=True).label.first()

@@ -19,9 +19,9 @@ from xgboost.dask import DaskXGBClassifier
 
 from . import config, dataset, manifest, report, validate
 from .errors import DatasetError
-from .split import Split, make_split
 from .extract import FEATURES_DIR
 from .schema import FEATURE_VERSION
+from .split import Split, make_split
 
 log = logging.getLogger(__name__)
 
