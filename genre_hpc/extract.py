@@ -48,6 +48,8 @@ def run(cfg: DictConfig, client: Client) -> dict[str, Any]:
     params = config.feature_params(cfg)
     features_dir = out / FEATURES_DIR
     _check_compatible(out, params)
+    # numba's JIT (or loading its cache) once per worker, not inside the first timed task
+    client.run(features.warm_up)
     root = corpus_root(cfg)
     tracks = corpus.scan(root, extensions=tuple(cfg.data.extensions))
     done = finished_tracks(out)
