@@ -20,13 +20,21 @@ STAGES: dict[str, str] = {
     "extract": "validate, then decode the corpus; write per-segment features as partitioned Parquet.",
     "train": "Train xgboost.dask on the features; evaluate on held-out tracks.",
     "tune": "dask-ml GridSearchCV with track-grouped folds, then train the best model.",
-    "run": "validate, extract, train and tune on one shared Dask cluster.",
+    "compare": "The origin study's models (k-NN, RF, SVM, MLP, XGBoost, XGBoost-RF) on one split.",
+    "run": "validate, extract, train, tune on one shared Dask cluster, then the report.",
+    "report": "One HTML page (PNG figures beside it) of the run in output.dir.",
     "demo-data": "Write the synthetic GTZAN-shaped demo corpus (data.demo.*).",
     "bench": "Time the extractor against the origin study's method; scaling over Dask schedulers.",
+    "predict": "Top genres of new audio files (inputs=[a.mp3,b.flac] or a folder) from model_dir.",
 }
 
 # Stages that build their own clusters (or need none) instead of sharing one client.
-STANDALONE = {"demo-data": "genre_hpc.cli:_demo_data", "bench": "genre_hpc.bench:run"}
+STANDALONE = {
+    "demo-data": "genre_hpc.cli:_demo_data",
+    "bench": "genre_hpc.bench:run",
+    "predict": "genre_hpc.predict:run",
+    "report": "genre_hpc.report:run",
+}
 
 USAGE = "usage: genre-hpc <stage> [key=value ...] [--help | --cfg job | --multirun]\n\nstages:\n" + "".join(
     f"  {name:<10} {text}\n" for name, text in STAGES.items()
@@ -81,10 +89,12 @@ def _dispatch(cfg: DictConfig) -> Any:
 
 
 def _stage_functions(stage: str) -> list[tuple[str, Callable]]:
-    from . import extract, train, tune, validate
+    from . import compare, extract, report, train, tune, validate
 
     table = {"validate": validate.run, "extract": extract.run, "train": train.run, "tune": tune.run}
+    table["report"] = report.run
     sequences = {"extract": ["validate", "extract"], "run": list(table)}
+    table["compare"] = compare.run
     return [(name, table[name]) for name in sequences.get(stage, [stage])]
 
 

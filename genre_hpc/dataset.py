@@ -15,6 +15,11 @@ from .schema import FEATURE_VERSION, feature_names
 
 def feature_columns(features_dir: Path) -> list[str]:
     """The feature columns the dataset holds, checked against this package's feature version."""
+    return feature_names(n_mfcc=feature_info(features_dir)["feature_params"]["n_mfcc"])
+
+
+def feature_info(features_dir: Path) -> dict:
+    """What the parts record of how they were made (version, settings); the version is checked."""
     if not features_dir.exists() or not any(features_dir.rglob("*.parquet")):
         raise DatasetError(
             f"no feature dataset at {features_dir}: run `genre-hpc extract` with the same output.dir first"
@@ -27,8 +32,7 @@ def feature_columns(features_dir: Path) -> list[str]:
             f"{features_dir} holds feature-set version {version!r}, this genre-hpc computes "
             f"{FEATURE_VERSION!r}: extract again into a new output.dir"
         )
-    n_mfcc = meta["feature_params"]["n_mfcc"]
-    return feature_names(n_mfcc=n_mfcc)
+    return meta
 
 
 def load(features_dir: Path) -> dd.DataFrame:

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 from xgboost.dask import DaskXGBClassifier
 
-from . import config, dataset, manifest, report, validate
+from . import config, dataset, manifest, plots, validate
 from .errors import DatasetError
 from .extract import FEATURES_DIR
 from .schema import FEATURE_VERSION
@@ -38,7 +38,7 @@ def run(cfg: DictConfig, client: Client) -> dict[str, Any]:
     metrics = fit_and_evaluate(client, data, params=params, model_dir=out / "model")
     metrics["wall_seconds"] = time.perf_counter() - started
     _write_json(out / "metrics.json", metrics)
-    report.confusion_matrix_png(
+    plots.confusion_matrix_png(
         np.array(metrics["confusion_matrix_tracks"]),
         metrics["classes"],
         out / "confusion_matrix.png",
@@ -59,6 +59,7 @@ class Prepared:
     def __init__(self, cfg: DictConfig) -> None:
         out = config.output_dir(cfg)
         self.names = dataset.feature_columns(out / FEATURES_DIR)
+        self.feature_params = dataset.feature_info(out / FEATURES_DIR)["feature_params"]
         self.frame = dataset.load(out / FEATURES_DIR)
         self.tracks = dataset.track_table(self.frame, validate.read(out))
         self.split: Split = make_split(self.tracks, cfg.split)
@@ -109,7 +110,7 @@ def fit_and_evaluate(
     x_test = _standardized(test, data.names, mean, std)
     proba = model.predict_proba(x_test).compute()
     ids = test[["track_id", "label"]].compute()  # same partitions, same order as x_test
-    save_model(model, model_dir, names=data.names, classes=data.classes, mean=mean, std=std)
+    save_model(model, model_dir, data=data, mean=mean, std=std)
     metrics = evaluate(proba, ids, data.classes)
     metrics.update(
         split=data.split.summary(),
@@ -162,8 +163,7 @@ def save_model(
     model: DaskXGBClassifier,
     model_dir: Path,
     *,
-    names: list[str],
-    classes: list[str],
+    data: Prepared,
     mean: pd.Series,
     std: pd.Series,
 ) -> None:
@@ -174,10 +174,12 @@ def save_model(
         model_dir / PREPROCESS_FILE,
         {
             "feature_version": FEATURE_VERSION,
-            "feature_names": names,
-            "classes": classes,
-            "mean": mean.loc[names].tolist(),
-            "std": std.loc[names].tolist(),
+            "feature_params": data.feature_params,
+            "feature_names": data.names,
+            "classes": data.classes,
+            "mean": mean.loc[data.names].tolist(),
+            "std": std.loc[data.names].tolist(),
+            "split": data.split.summary(),
             "versions": manifest.versions(),
         },
     )

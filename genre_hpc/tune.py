@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from sklearn.model_selection import ParameterGrid, StratifiedGroupKFold, StratifiedKFold
 from xgboost import XGBClassifier
 
-from . import config, manifest, report, train
+from . import config, manifest, plots, train
 from .split import LEAK_WARNING
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def run(cfg: DictConfig, client: Client) -> dict[str, Any]:
         "search_seconds": search_seconds,
     }
     (tune_dir / "best_params.json").write_text(json.dumps(summary, indent=2) + "\n")
-    report.cv_results_png(results, tune_dir / "cv_results.png", scoring=cfg.search.scoring)
+    plots.cv_results_png(results, tune_dir / "cv_results.png", scoring=cfg.search.scoring)
 
     metrics = train.fit_and_evaluate(client, data, params={**base, **best}, model_dir=tune_dir / "model")
     metrics["tuning"] = summary
