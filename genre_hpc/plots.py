@@ -26,11 +26,7 @@ def confusion_matrix_png(matrix: np.ndarray, classes: list[str], path: Path, *, 
         ax.text(j, i, str(value), ha="center", va="center",
                 color="white" if value > threshold else "black", fontsize=8)  # fmt: skip
     fig.colorbar(image, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def cv_results_png(results, path: Path, *, scoring: str) -> Path:
@@ -43,11 +39,7 @@ def cv_results_png(results, path: Path, *, scoring: str) -> Path:
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     ax.set_xlabel(f"mean CV {scoring} (track-grouped folds of the training tracks)")
     ax.set_title("grid search", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _short(params: dict) -> str:
@@ -65,11 +57,7 @@ def comparison_png(table, path: Path, *, title: str) -> Path:
     ax.set_ylabel("accuracy")
     ax.set_title(title, fontsize=9)
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def class_balance_png(counts, path: Path) -> Path:

@@ -194,7 +194,8 @@ def _section(title: str, body: str) -> str:
 
 
 def _img(name: str, alt: str) -> str:
-    return f'<figure><img src="{name}" alt="{html.escape(alt)}"><figcaption>{html.escape(alt)}</figcaption></figure>'
+    alt = html.escape(alt)
+    return f'<figure><img src="{name}" alt="{alt}"><figcaption>{alt}</figcaption></figure>'
 
 
 def _table(frame: pd.DataFrame) -> str:
