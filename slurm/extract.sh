@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Feature extraction on SLURM: `genre-hpc extract` with SLURMCluster worker jobs (one driver job submits them).
+#   sbatch slurm/extract.sh [Hydra overrides...]     e.g. cluster.jobs=8 cluster.queue=compute data.root=/scratch/gtzan
+#   sbatch -N 2 --ntasks-per-node=2 slurm/extract.sh cluster=slurm_runner   (all in one allocation)
+#   bash slurm/extract.sh cluster=local                (dry run on this machine, no SLURM)
+# The #SBATCH lines size only this driver job (Dask scheduler + client); the workers' resources are
+# cluster.* (conf/cluster/slurm.yaml). Python: $GENRE_HPC_PYTHON, else .venv/bin/python in the
+# directory sbatch was run from (or this repository), else python3 on PATH.
+#SBATCH --job-name=genre-hpc-extract
+#SBATCH --nodes=1
+#SBATCH --cpus-per-task=1
+#SBATCH --mem=4G
+#SBATCH --time=04:00:00
+#SBATCH --output=%x-%j.out
+set -euo pipefail
+
+py="${GENRE_HPC_PYTHON:-}"
+for dir in "${SLURM_SUBMIT_DIR:-}" "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"; do
+    [ -z "$py" ] && [ -n "$dir" ] && [ -x "$dir/.venv/bin/python" ] && py="$dir/.venv/bin/python"
+done
+py="${py:-python3}"
+# SLURMRunner mode needs every task of the allocation to run the command; else one driver process.
+launch=()
+[[ " $* " == *" cluster=slurm_runner "* ]] && launch=(srun --kill-on-bad-exit=1)
+exec "${launch[@]}" "$py" -m genre_hpc.cli extract cluster=slurm "$@"

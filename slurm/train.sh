@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Training on SLURM: `genre-hpc tune` (dask-ml grid search, then xgboost.dask trains the best model)
+# on SLURMCluster worker jobs; needs the features of slurm/extract.sh in the same output.dir.
+#   sbatch slurm/train.sh [Hydra overrides...]     e.g. cluster.jobs=8 cluster.queue=compute data.root=/scratch/gtzan
+#   sbatch -N 2 --ntasks-per-node=2 slurm/train.sh cluster=slurm_runner   (all in one allocation)
+#   bash slurm/train.sh cluster=local                (dry run on this machine, no SLURM)
+# The #SBATCH lines size only this driver job (Dask scheduler + client); the workers' resources are
+# cluster.* (conf/cluster/slurm.yaml). Python: $GENRE_HPC_PYTHON, else .venv/bin/python in the
+# directory sbatch was run from (or this repository), else python3 on PATH.
+#SBATCH --job-name=genre-hpc-train
+#SBATCH --nodes=1
+#SBATCH --cpus-per-task=1
+#SBATCH --mem=8G
+#SBATCH --time=04:00:00
+#SBATCH --output=%x-%j.out
+set -euo pipefail
+
+py="${GENRE_HPC_PYTHON:-}"
+for dir in "${SLURM_SUBMIT_DIR:-}" "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"; do
+    [ -z "$py" ] && [ -n "$dir" ] && [ -x "$dir/.venv/bin/python" ] && py="$dir/.venv/bin/python"
+done
+py="${py:-python3}"
+# SLURMRunner mode needs every task of the allocation to run the command; else one driver process.
+launch=()
+[[ " $* " == *" cluster=slurm_runner "* ]] && launch=(srun --kill-on-bad-exit=1)
+exec "${launch[@]}" "$py" -m genre_hpc.cli tune cluster=slurm "$@"
