@@ -68,12 +68,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     record["speedup_vs_reference"] = float(speed.speedup.iloc[-1])
     record["parity_ok"] = bool(parity.ok.all())
 
-    schedulers = time_schedulers(cfg, paths, params)
-    schedulers.to_csv(out / "schedulers.csv", index=False)
-    _log_table("Dask schedulers, same files", schedulers)
     scaling = sweep_workers(cfg, paths, params)
     scaling.to_csv(out / "scaling.csv", index=False)
     _log_table("distributed, worker sweep", scaling)
+    schedulers = time_schedulers(cfg, paths, params, scaling)
+    schedulers.to_csv(out / "schedulers.csv", index=False)
+    _log_table("Dask schedulers, same files", schedulers)
     record["schedulers"] = schedulers.to_dict(orient="records")
     record["scaling"] = scaling.to_dict(orient="records")
 
@@ -181,8 +181,13 @@ def _graph(paths: list[str], params: FeatureParams, cfg: DictConfig) -> list:
     ]
 
 
-def time_schedulers(cfg: DictConfig, paths: list[str], params: FeatureParams) -> pd.DataFrame:
-    """The origin study's comparison: every Dask scheduler on the same files and cores."""
+def time_schedulers(
+    cfg: DictConfig, paths: list[str], params: FeatureParams, scaling: pd.DataFrame
+) -> pd.DataFrame:
+    """The origin study's comparison: every Dask scheduler on the same files and cores.
+
+    The distributed row is the worker sweep's run with as many workers, when it has one.
+    """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -195,7 +200,9 @@ def time_schedulers(cfg: DictConfig, paths: list[str], params: FeatureParams) ->
         if name not in SCHEDULERS:
             raise ConfigError("bench.schedulers", f"unknown scheduler {name!r}", f"use {list(SCHEDULERS)}")
         graph = _graph(paths, params, cfg)
-        if name == "distributed":
+        if name == "distributed" and n in set(scaling.workers):
+            seconds = float(scaling.seconds[scaling.workers == n].iloc[0])
+        elif name == "distributed":
             with _client(cfg, n) as client:
                 seconds = _timed(lambda g=graph, c=client: c.gather(c.compute(g)))
         elif name == "processes":
@@ -333,15 +340,20 @@ def _probe(kind: str, path: str, cfg: DictConfig, env: dict[str, str]) -> dict[s
 
 def startup_probe(cfg: DictConfig, path: str) -> list[dict[str, Any]]:
     """A fresh process's first and second track, with an empty and with a filled numba cache."""
-    cache = config.output_dir(cfg) / ".cache" / "numba"
-    cache.mkdir(parents=True, exist_ok=True)
     rows = []
     with tempfile.TemporaryDirectory() as empty:
-        for label, folder in (("empty numba cache", empty), ("numba cache filled", str(cache))):
-            if label == "numba cache filled":  # make sure it is filled
-                _probe("startup", path, cfg, {"NUMBA_CACHE_DIR": folder})
+        kinds = [("empty numba cache", empty)] if cfg.bench.cold_cache_probe else []
+        # the workers of the sweep have filled their cache by now
+        for label, folder in [*kinds, ("numba cache filled", _numba_cache(cfg))]:
             rows.append({"process": label, **_probe("startup", path, cfg, {"NUMBA_CACHE_DIR": folder})})
     return rows
+
+
+def _numba_cache(cfg: DictConfig) -> str:
+    """The folder the workers cache numba's code in (cluster.connect sets the variable)."""
+    folder = os.environ.get("NUMBA_CACHE_DIR") or str(cfg.cluster.numba_cache_dir)
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def memory_probe(cfg: DictConfig, path: str, out: Path) -> list[dict[str, Any]]:
@@ -358,7 +370,7 @@ def memory_probe(cfg: DictConfig, path: str, out: Path) -> list[dict[str, Any]]:
             for _ in range(math.ceil(minutes * 60 / (len(clip) / sr))):
                 f.write(clip)
         tmp.replace(long_path)
-    env = {"NUMBA_CACHE_DIR": str(config.output_dir(cfg) / ".cache" / "numba")}
+    env = {"NUMBA_CACHE_DIR": _numba_cache(cfg)}
     rows = []
     for label, p in (("short", path), ("long", str(long_path))):
         seconds = sf.info(p).duration
