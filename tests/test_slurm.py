@@ -74,6 +74,12 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def long_corpus(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Enough audio for a run that lasts while a test cancels a job mid-run."""
+    return demo.generate(tmp_path_factory.mktemp("long-corpus"), n_per_genre=4, seconds=15)
+
+
+@pytest.fixture(scope="module")
 def local_rows(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
     """The dry run: the sbatch script run by bash with cluster=local, no SLURM involved."""
     out = tmp_path_factory.mktemp("local")
@@ -132,10 +138,10 @@ def test_sbatch_extract_equals_local_with_the_jobs_asked_for_on_both_nodes(
 
 @pytest.mark.slurm
 def test_scancel_of_a_worker_mid_run_keeps_every_row_exactly_once(
-    slurm: None, names: Callable[[str], str], tmp_path: Path
+    slurm: None, names: Callable[[str], str], long_corpus: list[Path], tmp_path: Path
 ) -> None:
-    corpus = tmp_path / "corpus"
-    tracks = demo.generate(corpus, n_per_genre=4, seconds=15)
+    tracks = long_corpus
+    corpus = tracks[0].parent.parent
     out = tmp_path / "out"
     worker = names("worker")
     job = _sbatch(
@@ -166,6 +172,29 @@ def test_scancel_of_a_worker_mid_run_keeps_every_row_exactly_once(
     assert per_track["count"].nunique() == 1  # equal clips, equal segment counts
     _assert_no_jobs_left(worker)
     print(f"\nworker jobs seen: {sorted(workers)}, cancelled {cancelled}")
+
+
+@pytest.mark.slurm
+def test_cancelling_the_driver_cancels_its_workers(
+    slurm: None, names: Callable[[str], str], long_corpus: list[Path], tmp_path: Path
+) -> None:
+    """scancel (and the walltime) send SIGTERM: the driver still closes its cluster."""
+    worker = names("worker")
+    job = _sbatch(
+        "slurm/extract.sh", f"output.dir={tmp_path}", f"data.root={long_corpus[0].parent.parent}",
+        "extract.batch_size=1", f"cluster.job_name={worker}",
+        driver=names("driver"), log=tmp_path / "driver.out",
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while len([j for j in _squeue(worker) if j[1] == "RUNNING"]) < 2:
+        assert time.monotonic() < deadline, f"workers did not start: {_squeue(worker)}"
+        assert _job(job).get("JobState") not in DONE, _job(job)
+        time.sleep(0.25)
+    subprocess.run(["scancel", job], check=True)
+    _assert_no_jobs_left(worker, within=15)
+    _wait(job, timeout=60)
+    assert _job(job)["JobState"] == "CANCELLED"
+    assert list(tmp_path.glob(".dask-tls-*")) == []  # and deleted the credentials
 
 
 @pytest.mark.slurm
