@@ -152,7 +152,8 @@ def compare(ours: np.ndarray, theirs: np.ndarray, params: FeatureParams, *, tole
         why = next((text for key, text in BY_DESIGN.items() if name.startswith(key)), "")
         worst = float(rel[:, j].max())
         rows.append({"feature": name, "definition": "differs by design" if why else "same",
-                     "max_rel_diff": worst, "tolerance": None if why else tolerance,
+                     "max_rel_diff": worst, "median_rel_diff": float(np.median(rel[:, j])),
+                     "tolerance": None if why else tolerance,
                      "ok": True if why else worst <= tolerance, "why": why})  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -161,9 +162,10 @@ def _parity_summary(parity: pd.DataFrame) -> pd.DataFrame:
     same = parity[parity.definition == "same"].nlargest(8, "max_rel_diff")
     design = parity[parity.definition != "same"]
     groups = design.assign(group=design.feature.str.extract(r"^(chroma|harmonic_rms|percussive_rms)")[0])
-    by_group = groups.groupby("group").max_rel_diff.max().reset_index()
+    by_group = groups.groupby("group")[["max_rel_diff", "median_rel_diff"]].max().reset_index()
     by_group = by_group.rename(columns={"group": "feature"}).assign(definition="differs by design", ok=True)
-    return pd.concat([same[["feature", "definition", "max_rel_diff", "ok"]], by_group], ignore_index=True)
+    columns = ["feature", "definition", "max_rel_diff", "median_rel_diff", "ok"]
+    return pd.concat([same[columns], by_group[columns]], ignore_index=True)
 
 
 def _batch_rows(paths: list[str], params: FeatureParams, block_segments: int) -> int:
@@ -242,7 +244,8 @@ def sweep_workers(cfg: DictConfig, paths: list[str], params: FeatureParams) -> p
             graph = _graph(paths, params, cfg)
             seconds = _timed(lambda g=graph, c=client: c.gather(c.compute(g)))
             peaks = client.run(_peak_rss_mb)
-        rows.append({"workers": int(k), "seconds": seconds, "cluster_start_s": ready, "warm_up_s": warm,
+        rows.append({"workers": int(k), "seconds": seconds, "load_1min": os.getloadavg()[0],
+                     "cluster_start_s": ready, "warm_up_s": warm,
                      "first_result_s": first_result, "peak_worker_mb": max(peaks.values())})  # fmt: skip
         log.info("bench: %d workers, %d files in %.2f s", k, len(paths), seconds)
     table = pd.DataFrame(rows)

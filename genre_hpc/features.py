@@ -13,6 +13,7 @@ per-segment estimates that librosa would make (see `estimate_tuning`).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import bottleneck as bn
@@ -115,9 +116,11 @@ def segment_tunings(power: np.ndarray, params: FeatureParams) -> np.ndarray:
     for i in range(power.shape[0]):  # one histogram per segment, as one chroma call per chunk
         found = peak[i] & (pitch[i] > 0)
         threshold = np.median(mag[i][found]) if found.any() else 0.0
-        estimates[i] = librosa.pitch_tuning(
-            pitch[i][found & (mag[i] >= threshold)], resolution=0.01, bins_per_octave=12
-        )
+        with warnings.catch_warnings():  # a segment without pitched peaks: librosa says 0.0, and warns
+            warnings.simplefilter("ignore", UserWarning)
+            estimates[i] = librosa.pitch_tuning(
+                pitch[i][found & (mag[i] >= threshold)], resolution=0.01, bins_per_octave=12
+            )
     return estimates
 
 
