@@ -7,7 +7,8 @@ import pandas as pd
 import pyarrow as pa
 
 # Bump when a feature's definition changes: models refuse datasets of another version.
-FEATURE_VERSION = "1"
+# 2: chroma tuning per track is the median of the per-segment estimates.
+FEATURE_VERSION = "2"
 
 # Per-segment identity columns, in order, ahead of the features.
 ID_COLUMNS: dict[str, pa.DataType] = {
