@@ -48,8 +48,6 @@ def run(cfg: DictConfig, client: Client) -> dict[str, Any]:
     params = config.feature_params(cfg)
     features_dir = out / FEATURES_DIR
     _check_compatible(out, params)
-    # numba's JIT (or loading its cache) once per worker, not inside the first timed task
-    client.run(features.warm_up)
     root = corpus_root(cfg)
     tracks = corpus.scan(root, extensions=tuple(cfg.data.extensions))
     done = finished_tracks(out)
@@ -59,6 +57,10 @@ def run(cfg: DictConfig, client: Client) -> dict[str, Any]:
         len(tracks), root, len(tracks) - len(todo), len(todo),
     )  # fmt: skip
 
+    if len(todo):
+        # numba's JIT (or loading its cache) once per connected worker, not inside a first task;
+        # workers that join later pay it in their first batch
+        client.run(features.warm_up)
     batch_size = cfg.extract.batch_size or _auto_batch_size(len(todo), worker_slots(client))
     batches = [todo.iloc[i : i + batch_size] for i in range(0, len(todo), batch_size)]
     futures = [
