@@ -5,17 +5,21 @@ from __future__ import annotations
 import json
 import logging
 import time
+import warnings
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from dask_ml.model_selection import GridSearchCV
 from distributed import Client
 from omegaconf import DictConfig, OmegaConf
-from sklearn.model_selection import ParameterGrid, StratifiedGroupKFold, StratifiedKFold
+from sklearn.exceptions import FitFailedWarning
+from sklearn.model_selection import ParameterGrid, StratifiedKFold
 from xgboost import XGBClassifier
 
 from . import config, manifest, plots, train
-from .split import LEAK_WARNING
+from .errors import DatasetError
+from .split import LEAK_WARNING, grouped_folds
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +45,18 @@ def run(cfg: DictConfig, client: Client) -> dict[str, Any]:
         folds = StratifiedKFold(n_splits=cfg.search.cv_folds, shuffle=True, random_state=cfg.split.seed)
         fold_kind = f"{cfg.search.cv_folds}-fold StratifiedKFold of segments ({LEAK_WARNING})"
     else:
-        folds = StratifiedGroupKFold(n_splits=cfg.search.cv_folds, shuffle=True, random_state=cfg.split.seed)
-        fold_kind = f"{cfg.search.cv_folds}-fold StratifiedGroupKFold on training tracks (grouped by track)"
+        folds = grouped_folds(groups, y, n_splits=cfg.search.cv_folds, seed=cfg.split.seed)
+        fold_kind = (
+            f"{cfg.search.cv_folds} folds of whole training tracks (grouped by track and by duplicate "
+            "audio), stratified by genre"
+        )
     estimator = XGBClassifier(**{**base, "n_jobs": 1})
+    # error_score=nan: dask-ml retries a failing fit forever; a failed fit becomes a NaN score,
+    # which is reported below instead
     search = GridSearchCV(
-        estimator, grid, cv=folds, scoring=cfg.search.scoring, refit=False, scheduler=client
-    )
+        estimator, grid, cv=folds, scoring=cfg.search.scoring, refit=False, scheduler=client,
+        error_score=np.nan,
+    )  # fmt: skip
     n_candidates = len(ParameterGrid(grid))
     log.info(
         "tune: %d candidates x %d folds = %d fits on %d segments of %d training tracks",
@@ -54,10 +64,18 @@ def run(cfg: DictConfig, client: Client) -> dict[str, Any]:
         frame.track_id.nunique(),
     )  # fmt: skip
     search_started = time.perf_counter()
-    search.fit(x, y, groups=groups)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitFailedWarning)  # counted and reported just below
+        search.fit(x, y, groups=groups)
     search_seconds = time.perf_counter() - search_started
 
     results = pd.DataFrame(search.cv_results_)
+    failed = results[results.mean_test_score.isna()]
+    if len(failed):
+        raise DatasetError(
+            f"{len(failed)} of {len(results)} grid candidates failed to fit "
+            f"({', '.join(map(str, failed.params.head(3)))}): check search.grid and model.params"
+        )
     tune_dir.mkdir(parents=True, exist_ok=True)
     results.to_csv(tune_dir / "cv_results.csv", index=False)
     # refit=False (the final fit is xgboost.dask's), so read the winner off the table

@@ -1,9 +1,10 @@
+import numpy as np
 import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
 from genre_hpc.errors import DatasetError
-from genre_hpc.split import LEAK_WARNING, make_split
+from genre_hpc.split import LEAK_WARNING, grouped_folds, make_split
 
 
 def _tracks(per_genre=10, genres=("a", "b", "c")):
@@ -84,3 +85,26 @@ def test_predefined_split_reads_lists_and_skips_missing_entries(tmp_path, caplog
 def test_too_few_tracks_for_the_split_is_a_clear_error():
     with pytest.raises(DatasetError, match="too few"):
         make_split(_tracks(per_genre=2), _spec())
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_tuning_folds_are_whole_tracks_and_every_genre_trains_in_every_fold(seed):
+    # 10 genres x 8 tracks x 10 segments with hash-like group names: the shape on which
+    # StratifiedGroupKFold(shuffle=True) once put all 8 tracks of one genre into one fold
+    rng = np.random.default_rng(seed)
+    tracks = [(f"{rng.integers(1 << 60):x}", g) for g in range(10) for _ in range(8)]
+    rows = pd.DataFrame([t for t in tracks for _ in range(10)], columns=["group", "label"]).sample(
+        frac=1, random_state=seed
+    )
+    folds = grouped_folds(rows.group.to_numpy(), rows.label.to_numpy(), n_splits=3, seed=seed)
+    assert folds.get_n_splits() == 3
+    for train, test in folds.split():
+        assert not set(rows.group.iloc[train]) & set(rows.group.iloc[test])
+        assert rows.label.iloc[train].nunique() == 10
+        per_genre = rows.iloc[test].groupby("label").group.nunique()
+        assert per_genre.between(2, 3).all() and len(per_genre) == 10
+
+
+def test_too_few_tracks_per_genre_for_the_folds_is_a_clear_error():
+    with pytest.raises(DatasetError, match="search.cv_folds"):
+        grouped_folds(np.array(["a", "b", "c"]), np.array([0, 0, 1]), n_splits=3, seed=0)
