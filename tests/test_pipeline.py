@@ -28,7 +28,8 @@ def pipeline(tmp_path_factory, numba_cache):
 def test_everything_is_written_under_output_dir(pipeline):
     work, out, _ = pipeline
     assert [p.name for p in work.iterdir()] == ["out"]
-    for name in ("features", "errors.parquet", "manifest.json", "model", "metrics.json", "tune", "hydra"):
+    for name in ("features", "errors.parquet", "manifest.json", "model", "metrics.json", "tune", "hydra",
+                 "validation.parquet", "report/index.html"):  # fmt: skip
         assert (out / name).exists(), name
     assert len(list((out / "demo-corpus").rglob("*.wav"))) == 60
 
@@ -75,7 +76,7 @@ def test_tune_writes_cv_table_best_params_and_final_model(pipeline):
 def test_manifest_records_every_stage_with_timings(pipeline):
     _, out, result = pipeline
     manifest = json.loads((out / "manifest.json").read_text())
-    assert set(manifest["stages"]) == {"extract", "train", "tune"}
+    assert set(manifest["stages"]) == {"validate", "extract", "train", "tune"}
     assert all(stage["wall_seconds"] > 0 for stage in manifest["stages"].values())
     assert manifest["stages"]["extract"]["rows_total"] == 120
     assert "extract:" in result.stderr and "batches" in result.stderr  # progress was shown
