@@ -76,7 +76,7 @@ def _dispatch(cfg: DictConfig) -> Any:
     from .cluster import connect
     from .extract import preflight
 
-    stages = _stage_functions(cfg.stage)
+    stages = _stage_functions(cfg)
     if "extract" in dict(stages):
         preflight(cfg)  # a wrong data.root fails before any cluster or job starts
     with connect(cfg) as client:
@@ -88,14 +88,21 @@ def _dispatch(cfg: DictConfig) -> Any:
     return results
 
 
-def _stage_functions(stage: str) -> list[tuple[str, Callable]]:
+def _stage_functions(cfg: DictConfig) -> list[tuple[str, Callable]]:
+    """The stages a command runs, in order, on one client: `run` runs `stages` (run.yaml)."""
     from . import compare, extract, report, train, tune, validate
 
-    table = {"validate": validate.run, "extract": extract.run, "train": train.run, "tune": tune.run}
-    table["report"] = report.run
-    sequences = {"extract": ["validate", "extract"], "run": list(table)}
-    table["compare"] = compare.run
-    return [(name, table[name]) for name in sequences.get(stage, [stage])]
+    table = {
+        "validate": validate.run, "extract": extract.run, "train": train.run,
+        "tune": tune.run, "compare": compare.run, "report": report.run,
+    }  # fmt: skip
+    if cfg.stage == "extract":
+        names = ["validate", "extract"]
+    elif cfg.stage == "run":
+        names = list(cfg.stages)  # checked by config.check
+    else:
+        names = [cfg.stage]
+    return [(name, table[name]) for name in names]
 
 
 def _demo_data(cfg: DictConfig) -> list:

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import dask
 from dask.utils import parse_bytes, parse_timedelta
 from distributed import Client, LocalCluster
 from omegaconf import DictConfig
@@ -55,8 +56,18 @@ def connect(cfg: DictConfig) -> Iterator[Client]:
         )
 
 
+# Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in every worker, which turns off glibc's dynamic
+# mmap threshold: each large numpy array is then mmap'd and page-faulted anew, and feature
+# extraction ran 1.6x slower in a worker than in a plain process (0.185 vs 0.113 s per 30-s clip).
+LOCAL_WORKER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+# SLURM workers start their own nanny, which keeps Dask's trim threshold; a large mmap threshold
+# lets big arrays reuse heap memory again (0.127 s per clip).
+SLURM_WORKER_ENV = {"MALLOC_MMAP_THRESHOLD_": str(64 * 2**20)}
+
+
 def _connect_local(spec: DictConfig) -> Iterator[Client]:
-    cluster = _local(spec)
+    with dask.config.set(LOCAL_WORKER_CONFIG):
+        cluster = _local(spec)
     try:
         with Client(cluster) as client:
             log.info("dask: %s, dashboard %s", _describe(client), client.dashboard_link)
@@ -176,6 +187,7 @@ def _prologue(spec: DictConfig, python: str) -> list[str]:
         lines.append(f"source {activate}")
     # librosa's numba JIT cache must be writable; site-packages often is not
     lines.append(f'export NUMBA_CACHE_DIR="{spec.numba_cache_dir}"')
+    lines += [f"export {name}={value}" for name, value in SLURM_WORKER_ENV.items()]
     lines.append('mkdir -p "$NUMBA_CACHE_DIR"')
     return lines + [str(line) for line in spec.job_script_prologue]
 

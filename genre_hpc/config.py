@@ -10,9 +10,17 @@ from omegaconf import DictConfig, OmegaConf
 from .errors import ConfigError
 from .features import FeatureParams
 
+RUNNABLE_STAGES = ("validate", "extract", "train", "tune", "compare", "report")
+
 
 def check(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first key whose value cannot work."""
+    if cfg.stage == "run":
+        stages = _get(cfg, "stages")
+        if not OmegaConf.is_list(stages) or not stages or set(stages) - set(RUNNABLE_STAGES):
+            raise ConfigError(
+                "stages", f"{stages!r} is not a list of stages", f"choose from {RUNNABLE_STAGES}"
+            )
     _positive_int(cfg, "extract.batch_size", allow_none=True)
     _positive_int(cfg, "extract.block_segments")
     feature_params(cfg).check()

@@ -121,7 +121,8 @@ def corpus_root(cfg: DictConfig) -> Path:
         return Path(str(cfg.data.root)).expanduser()
     spec = cfg.data.demo
     root = Path(str(spec.root)).expanduser()
-    log.info("extract: data.root is unset, using the demo corpus in %s", root)
+    if not root.exists():
+        log.info("data.root is unset: generating the demo corpus in %s", root)
     demo.generate(
         root,
         n_per_genre=spec.n_per_genre,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Training on SLURM: `genre-hpc tune` (dask-ml grid search, then xgboost.dask trains the best model)
-# on SLURMCluster worker jobs; needs the features of slurm/extract.sh in the same output.dir.
+# Training on SLURM: `genre-hpc run stages=[train,tune,report]`: xgboost.dask, then the dask-ml grid search
+# and the tuned model, on one set of SLURMCluster worker jobs; needs slurm/extract.sh's features in output.dir.
 #   sbatch slurm/train.sh [Hydra overrides...]     e.g. cluster.jobs=8 cluster.queue=compute data.root=/scratch/gtzan
 #   sbatch -N 2 --ntasks-per-node=2 slurm/train.sh cluster=slurm_runner   (all in one allocation)
 #   bash slurm/train.sh cluster=local                (dry run on this machine, no SLURM)
@@ -23,4 +23,4 @@ py="${py:-python3}"
 # SLURMRunner mode needs every task of the allocation to run the command; else one driver process.
 launch=()
 [[ " $* " == *" cluster=slurm_runner "* ]] && launch=(srun --kill-on-bad-exit=1)
-exec "${launch[@]}" "$py" -m genre_hpc.cli tune cluster=slurm "$@"
+exec "${launch[@]}" "$py" -m genre_hpc.cli run "stages=[train,tune,report]" cluster=slurm "$@"

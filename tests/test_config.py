@@ -44,6 +44,7 @@ def test_every_option_of_every_group_composes(group, option, tmp_path):
         ("split.test_fraction=1.5", "split.test_fraction"),
         ("search.cv_folds=1", "search.cv_folds"),
         ("search.grid.max_depth=3", "search.grid.max_depth"),
+        ("stages=[extract,fly]", "stages"),
     ],
 )
 def test_wrong_values_name_their_key(override, key, tmp_path):

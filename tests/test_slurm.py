@@ -137,6 +137,33 @@ def test_sbatch_extract_equals_local_with_the_jobs_asked_for_on_both_nodes(
 
 
 @pytest.mark.slurm
+def test_sbatch_train_trains_and_tunes_on_one_set_of_worker_jobs(
+    slurm: None, names: Callable[[str], str], long_corpus: list[Path], tmp_path: Path
+) -> None:
+    root = long_corpus[0].parents[1]
+    done = subprocess.run(
+        ["bash", "slurm/extract.sh", "cluster=local", f"output.dir={tmp_path}", f"data.root={root}"],
+        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    job = _sbatch(
+        "slurm/train.sh", f"output.dir={tmp_path}", f"data.root={root}", "cluster.jobs=2",
+        f"cluster.job_name={names('worker')}", "split.test_fraction=0.5", "search.cv_folds=2",
+        "search.grid.n_estimators=[20]", "model.params.n_estimators=20",
+        driver=names("driver"), log=tmp_path / "driver.out",
+    )  # fmt: skip
+    _wait(job)
+    _assert_completed(job, tmp_path)
+    stages = json.loads((tmp_path / "manifest.json").read_text())["stages"]
+    assert {"train", "tune"} <= set(stages)
+    assert stages["train"]["split"]["name"] == "grouped"
+    assert (tmp_path / "tune" / "best_params.json").exists() and (tmp_path / "report" / "index.html").exists()
+    log = (tmp_path / "driver.out").read_text()
+    assert log.count("submitting 2 worker jobs") == 1  # train and tune shared one cluster
+    _assert_no_jobs_left(names("worker"))
+
+
+@pytest.mark.slurm
 def test_scancel_of_a_worker_mid_run_keeps_every_row_exactly_once(
     slurm: None, names: Callable[[str], str], long_corpus: list[Path], tmp_path: Path
 ) -> None:
