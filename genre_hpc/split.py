@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -108,14 +109,27 @@ def _grouped(tracks: pd.DataFrame, spec: DictConfig) -> Split:
 
 def _predefined(tracks: pd.DataFrame, spec: DictConfig) -> Split:
     listed = read_lists(spec)
-    known = set(tracks.track_id)
-    # a bare file name resolves only where it is unique (GTZAN's are: blues.00000.wav)
-    names = pd.Series({t: Path(t).name for t in known})
-    unique = names[~names.duplicated(keep=False)]
-    by_name = dict(zip(unique.to_numpy(), unique.index, strict=True))
+    known = sorted(set(tracks.track_id))
+    # an entry matches a track by its path, its path without the extension (GTZAN ships .au,
+    # most copies .wav), its file name, or its file name without the extension; the last three
+    # only where they are unique in the corpus
+    keys = [
+        lambda t: t,
+        lambda t: str(Path(t).with_suffix("")),
+        lambda t: Path(t).name,
+        lambda t: Path(t).stem,
+    ]
+    lookups = []
+    for key in keys:
+        names = pd.Series({t: key(t) for t in known}, dtype=object)
+        unique = names[~names.duplicated(keep=False)]
+        lookups.append((key, dict(zip(unique.to_numpy(), unique.index, strict=True))))
 
     def resolve(entry: str) -> str | None:
-        return entry if entry in known else by_name.get(Path(entry).name)
+        for key, lookup in lookups:
+            if key(entry) in lookup:
+                return lookup[key(entry)]
+        return None
 
     listed["track_id"] = listed.file.map(resolve)
     missing = listed[listed.track_id.isna()].file.tolist()
@@ -143,10 +157,17 @@ def _predefined(tracks: pd.DataFrame, spec: DictConfig) -> Split:
 
 
 def read_lists(spec: DictConfig) -> pd.DataFrame:
-    """The lists as (file, split): one text file per split, one corpus-relative path per line."""
+    """The lists as (file, split): one text file per split, one corpus-relative path per line.
+
+    A relative path that is not found from the working directory is looked up among the lists
+    shipped in conf/split/ (gtzan_filtered/...).
+    """
     frames = []
-    for side, path in spec.lists.items():
-        path = Path(str(path)).expanduser()
+    for side, given in spec.lists.items():
+        path = Path(str(given)).expanduser()
+        shipped = Path(str(resources.files("genre_hpc.conf"))) / "split" / str(given)
+        if not path.exists() and not path.is_absolute() and shipped.exists():
+            path = shipped
         if not path.exists():
             raise ConfigError(
                 f"split.lists.{side}", f"{path} does not exist", "give a list of files per line"

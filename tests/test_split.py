@@ -1,10 +1,12 @@
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
 from genre_hpc.errors import DatasetError
-from genre_hpc.split import LEAK_WARNING, grouped_folds, make_split
+from genre_hpc.split import LEAK_WARNING, grouped_folds, make_split, read_lists
 
 
 def _tracks(per_genre=10, genres=("a", "b", "c")):
@@ -108,3 +110,21 @@ def test_tuning_folds_are_whole_tracks_and_every_genre_trains_in_every_fold(seed
 def test_too_few_tracks_per_genre_for_the_folds_is_a_clear_error():
     with pytest.raises(DatasetError, match="search.cv_folds"):
         grouped_folds(np.array(["a", "b", "c"]), np.array([0, 0, 1]), n_splits=3, seed=0)
+
+
+def test_shipped_gtzan_fault_filtered_lists_resolve_against_an_au_corpus():
+    spec = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "split" / "gtzan_filtered.yaml")
+    lists = read_lists(spec)
+    assert lists.split.value_counts().to_dict() == {"train": 443, "test": 290, "valid": 197}
+    assert not lists.file.duplicated().any()  # each file on one side only
+    genres = sorted({f.split("/")[0] for f in lists.file})
+    assert len(genres) == 10
+    # the original release's names (.au), with the one file that does not decode left out
+    tracks = pd.DataFrame(
+        [(f"{g}/{g}.{i:05d}.au", g) for g in genres for i in range(100) if (g, i) != ("jazz", 54)],
+        columns=["track_id", "label"],
+    )
+    split = make_split(tracks, spec)
+    assert split.summary()["missing_from_dataset"] == ["jazz/jazz.00054.wav"]
+    assert (len(split.train_tracks), len(split.test_tracks)) == (443 + 197 - 1, 290)
+    assert not split.train_tracks & split.test_tracks
