@@ -23,7 +23,7 @@ from dask.utils import parse_bytes, parse_timedelta
 from distributed import Client, LocalCluster
 from omegaconf import DictConfig
 
-from .errors import ConfigError, GenreHpcError
+from .errors import ClusterError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +31,6 @@ log = logging.getLogger(__name__)
 WORKER_KEYS = (
     "cluster.queue, cluster.account, cluster.cores, cluster.memory, cluster.walltime, cluster.interface"
 )
-
-
-class ClusterError(GenreHpcError):
-    """The cluster did not come up (no worker connected in time, a submission failed)."""
 
 
 @contextmanager

@@ -20,6 +20,10 @@ class ConfigError(GenreHpcError):
         super().__init__(message)
 
 
+class ClusterError(GenreHpcError):
+    """The cluster did not come up (no worker connected in time, a submission was refused)."""
+
+
 class CorpusError(GenreHpcError):
     """The corpus as a whole cannot be used (missing root, no audio)."""
 
