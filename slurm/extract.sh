@@ -13,6 +13,8 @@
 #SBATCH --time=04:00:00
 #SBATCH --output=%x-%j.out
 set -euo pipefail
+# Self-contained on purpose (the three scripts repeat these lines): sbatch runs a spool copy of
+# this file, so it cannot source a sibling script.
 
 py="${GENRE_HPC_PYTHON:-}"
 for dir in "${SLURM_SUBMIT_DIR:-}" "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"; do
