@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import importlib
 import logging
 import sys
@@ -46,6 +47,9 @@ def main(argv: list[str] | None = None) -> None:
     if not argv or argv[0] in ("-h", "--help", "help"):
         sys.stdout.write(USAGE)
         return
+    # a batch job that dies in native code (numba, xgboost, libsndfile) leaves a Python
+    # traceback in its log instead of a bare "signal 11"
+    faulthandler.enable()
     stage, overrides = argv[0], argv[1:]
     if stage not in STAGES:
         sys.stderr.write(f"genre-hpc: unknown stage {stage!r}\n\n{USAGE}")
@@ -77,7 +81,7 @@ def _dispatch(cfg: DictConfig) -> Any:
     from .extract import preflight
 
     stages = _stage_functions(cfg)
-    if "extract" in dict(stages):
+    if {"validate", "extract"} & set(dict(stages)):
         preflight(cfg)  # a wrong data.root fails before any cluster or job starts
     with connect(cfg) as client:
         results = {}

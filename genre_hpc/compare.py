@@ -20,7 +20,6 @@ from sklearn.svm import SVC
 from xgboost import XGBClassifier, XGBRFClassifier
 
 from . import config, manifest, plots, train
-from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +39,7 @@ def run(cfg: DictConfig, client: Client) -> pd.DataFrame:
     """Fit every model in `compare.models` on the split's train side; score its test side."""
     started = time.perf_counter()
     data = train.prepare(cfg)
-    names = list(cfg.compare.models)
-    unknown = set(names) - set(MODELS)
-    if unknown:
-        raise ConfigError("compare.models", f"unknown {sorted(unknown)}", f"choose from {list(MODELS)}")
+    names = list(cfg.compare.models)  # checked by config.check
     tr, te = data.side("train").compute(), data.side("test").compute()
     x_train = client.scatter(tr[data.names].to_numpy(np.float32), broadcast=True)
     y_train = client.scatter(data.codes(tr.label).to_numpy(), broadcast=True)

@@ -52,6 +52,19 @@ def check(cfg: DictConfig) -> None:
     fraction = _get(cfg, "split.test_fraction", None)
     if fraction is not None and not (isinstance(fraction, float) and 0.0 < fraction < 1.0):
         raise ConfigError("split.test_fraction", f"{fraction!r} is not between 0 and 1", "e.g. 0.2")
+    scoring = _get(cfg, "search.scoring")
+    from sklearn.metrics import get_scorer_names
+
+    if scoring not in get_scorer_names():
+        raise ConfigError(
+            "search.scoring", f"{scoring!r} is not a scikit-learn scorer", "e.g. accuracy, f1_macro"
+        )
+    if cfg.stage == "compare":
+        from .compare import MODELS
+
+        unknown = sorted(set(_get(cfg, "compare.models")) - set(MODELS))
+        if unknown:
+            raise ConfigError("compare.models", f"unknown {unknown}", f"choose from {list(MODELS)}")
     _positive_int(cfg, "search.cv_folds")
     if _get(cfg, "search.cv_folds") < 2:
         raise ConfigError("search.cv_folds", "needs at least 2 folds")

@@ -27,11 +27,11 @@ import pyarrow.parquet as pq
 from distributed import Client, as_completed
 from omegaconf import DictConfig
 
-from . import __version__, audio, config, corpus, demo, features, manifest
+from . import __version__, audio, config, corpus, dataset, demo, features, manifest
 from .cluster import worker_slots
 from .errors import AudioError, ConfigError, DatasetError
 from .features import FeatureParams
-from .schema import FEATURE_VERSION, ID_COLUMNS, PARTITION_COLUMN, arrow_schema, error_schema
+from .schema import FEATURE_VERSION, ID_COLUMNS, PARTITION_COLUMN, arrow_schema, empty_errors, error_schema
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,8 @@ def run(cfg: DictConfig, client: Client) -> dict[str, Any]:
     out = config.output_dir(cfg)
     params = config.feature_params(cfg)
     features_dir = out / FEATURES_DIR
-    _check_compatible(out, params)
     root = corpus_root(cfg)
+    _check_compatible(out, params, root)
     tracks = corpus.scan(root, extensions=tuple(cfg.data.extensions))
     done = finished_tracks(out)
     todo = tracks[~tracks.track_id.isin(done)]
@@ -70,6 +70,7 @@ def run(cfg: DictConfig, client: Client) -> dict[str, Any]:
             params=params,
             block_segments=cfg.extract.block_segments,
             output_dir=str(out),
+            corpus_root=str(root.resolve()),
             key=f"extract-{batch_id(batch.track_id)}",
             retries=1,
         )
@@ -139,6 +140,7 @@ def process_batch(
     params: FeatureParams,
     block_segments: int,
     output_dir: str,
+    corpus_root: str = "",
 ) -> dict[str, Any]:
     """Extract one batch of (track_id, path, label, size) and write its parts; runs on a worker."""
     started = time.perf_counter()
@@ -160,7 +162,9 @@ def process_batch(
     rows = 0
     if frames:
         table = pa.Table.from_pandas(pd.concat(frames, ignore_index=True), preserve_index=False)
-        table = table.cast(arrow_schema(n_mfcc=params.n_mfcc)).replace_schema_metadata(_metadata(params))
+        table = table.cast(arrow_schema(n_mfcc=params.n_mfcc)).replace_schema_metadata(
+            _metadata(params, corpus_root)
+        )
         rows = table.num_rows
         for label in sorted(set(table.column(PARTITION_COLUMN).to_pylist())):
             part = table.filter(pc.equal(table[PARTITION_COLUMN], label))
@@ -243,7 +247,7 @@ def dataset_rows(features_dir: Path) -> int:
 def _read_error_parts(out: Path) -> pd.DataFrame:
     parts = sorted((out / ERROR_PARTS_DIR).glob("part-*.parquet"))
     if not parts:
-        return error_schema().empty_table().to_pandas()
+        return empty_errors()
     return pa.concat_tables(pq.read_table(p, schema=error_schema()) for p in parts).to_pandas()
 
 
@@ -255,8 +259,9 @@ def _write_atomic(table: pa.Table, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _metadata(params: FeatureParams) -> dict[bytes, bytes]:
+def _metadata(params: FeatureParams, corpus_root: str) -> dict[bytes, bytes]:
     info = {
+        "corpus_root": corpus_root,
         "feature_version": FEATURE_VERSION,
         "genre_hpc_version": __version__,
         "feature_params": asdict(params),
@@ -265,23 +270,33 @@ def _metadata(params: FeatureParams) -> dict[bytes, bytes]:
     return {b"genre_hpc": json.dumps(info).encode()}
 
 
-def _check_compatible(out: Path, params: FeatureParams) -> None:
-    """Refuse to append rows computed with other settings to an existing dataset."""
-    previous = manifest.read(out).get("stages", {}).get("extract")
-    if not previous:
+def _check_compatible(out: Path, params: FeatureParams, root: Path) -> None:
+    """Refuse to append rows of another corpus, feature-set version or settings to a dataset.
+
+    Read from the parts themselves (a killed first run leaves parts but no manifest record);
+    dataset.feature_info raises for another feature-set version.
+    """
+    features_dir = out / FEATURES_DIR
+    if not features_dir.exists() or not any(features_dir.rglob("*.parquet")):
         return
-    if manifest.read(out).get("feature_version") != FEATURE_VERSION:
-        raise DatasetError(
-            f"{out / FEATURES_DIR} holds features of another feature-set version: use a new output.dir"
-        )
+    info = dataset.feature_info(features_dir)
     for key, value in asdict(params).items():
-        old = previous["feature_params"].get(key)
+        old = info["feature_params"].get(key)
         if old != value:
             raise ConfigError(
                 f"features.{key}",
-                f"{value!r} differs from the {old!r} that {out / FEATURES_DIR} was extracted with",
+                f"{value!r} differs from the {old!r} that {features_dir} was extracted with",
                 "use a new output.dir, or the old value",
             )
+    previous = info.get("corpus_root")
+    if previous and Path(previous) != root.resolve():
+        # track ids are paths inside the corpus: another corpus's blues/blues.00000.wav would
+        # count as done and keep the first corpus's rows
+        raise ConfigError(
+            "data.root",
+            f"{root} is not the corpus {previous} whose features {features_dir} holds",
+            "use a new output.dir for another corpus",
+        )
 
 
 def _auto_batch_size(n_tracks: int, slots: int) -> int:

@@ -48,7 +48,10 @@ class Model:
         """Genre probabilities of one file: the mean over its segments."""
         frame = track_features(path, params=self.params, block_segments=10)
         x = (frame[self.info["feature_names"]].to_numpy(np.float64) - self.info["mean"]) / self.info["std"]
-        return self.booster.inplace_predict(x.astype(np.float32)).mean(axis=0)
+        proba = self.booster.inplace_predict(x.astype(np.float32))
+        if proba.ndim == 1:  # a two-genre model returns P(second genre) only
+            proba = np.column_stack([1.0 - proba, proba])
+        return proba.mean(axis=0)
 
 
 def run(cfg: DictConfig) -> pd.DataFrame:
@@ -92,6 +95,8 @@ def input_files(inputs: Any) -> list[Path]:
             files += sorted(p for p in path.rglob("*") if p.suffix.lower() in SUPPORTED_EXTENSIONS)
         else:
             files.append(path)  # a missing file gets its own error row, not a stop
+    if not files:
+        raise ConfigError("inputs", f"no audio files ({', '.join(SUPPORTED_EXTENSIONS)}) in {items}")
     return files
 
 

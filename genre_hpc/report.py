@@ -8,13 +8,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
 from . import compare, config, manifest, plots, validate
 from .audio import iter_segments
-from .dataset import feature_columns
+from .dataset import feature_columns, feature_info
 from .extract import FEATURES_DIR
 from .features import FeatureParams
 
@@ -33,7 +32,7 @@ def run(cfg: DictConfig, client: Any = None) -> Path:
     record = manifest.read(out)
     sections = [
         _corpus(out, folder),
-        _examples(out, folder, record),
+        _examples(out, folder),
         _correlation(out, folder),
         _model(out, folder, "train", out / "metrics.json", out / "confusion_matrix.png"),
         _tuning(out, folder),
@@ -72,12 +71,12 @@ def _corpus(out: Path, folder: Path) -> str:
     return _section("Corpus", body)
 
 
-def _examples(out: Path, folder: Path, record: dict) -> str:
+def _examples(out: Path, folder: Path) -> str:
     """One clip per genre, analysed with librosa's plain calls (these figures are for eyes)."""
     features = out / FEATURES_DIR
     if not features.exists():
         return ""
-    params = FeatureParams(**record.get("stages", {}).get("extract", {}).get("feature_params", {}))
+    params = FeatureParams(**feature_info(features)["feature_params"])
     rows = pd.read_parquet(features, columns=["track_id", "path", "label"]).drop_duplicates("track_id")
     rows["label"] = rows.label.astype(str)  # the hive partition reads back as a category
     body = ""
@@ -85,15 +84,16 @@ def _examples(out: Path, folder: Path, record: dict) -> str:
         path = group.path.iloc[0]
         if not Path(path).exists():
             continue
-        blocks = list(
+        # the first block (up to 30 s) is enough to look at, and bounded for hour-long files
+        first = next(
             iter_segments(
                 path,
                 sample_rate=params.sample_rate,
                 segment_samples=params.segment_samples,
                 min_samples=params.min_samples,
-            )  # fmt: skip
+            )
         )
-        y = np.concatenate([b.samples.ravel() for b in blocks])
+        y = first.samples.ravel()
         name = f"example_{label}.png"
         plots.genre_example_png(
             y, params.sample_rate, folder / name, title=f"{label}: {group.track_id.iloc[0]}",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -70,15 +69,5 @@ def error_schema() -> pa.Schema:
     return pa.schema([pa.field(name, dtype) for name, dtype in ERROR_COLUMNS.items()])
 
 
-def empty_features(*, n_mfcc: int = 20) -> pd.DataFrame:
-    """A zero-row frame with the dataset's columns and dtypes (Dask `meta`)."""
-    return arrow_schema(n_mfcc=n_mfcc).empty_table().to_pandas()
-
-
 def empty_errors() -> pd.DataFrame:
     return error_schema().empty_table().to_pandas()
-
-
-def feature_matrix(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
-    """The feature columns of `frame` as float32, in `names` order."""
-    return frame[names].to_numpy(dtype=np.float32)

@@ -75,6 +75,12 @@ def make_split(tracks: pd.DataFrame, spec: DictConfig) -> Split:
 
 def _grouped(tracks: pd.DataFrame, spec: DictConfig) -> Split:
     n_classes = tracks.label.nunique()
+    groups_per_genre = tracks.groupby("label").track_id.count().min()
+    if n_classes < 2 or groups_per_genre < 2:
+        raise DatasetError(
+            f"{n_classes} genre(s), the smallest with {groups_per_genre} track(s): a classifier needs at "
+            "least 2 genres of at least 2 tracks each in data.root"
+        )
     n_test = int(round(spec.test_fraction * len(tracks)))
     if n_test < n_classes or len(tracks) - n_test < n_classes:
         raise DatasetError(

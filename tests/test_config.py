@@ -45,6 +45,7 @@ def test_every_option_of_every_group_composes(group, option, tmp_path):
         ("search.cv_folds=1", "search.cv_folds"),
         ("search.grid.max_depth=3", "search.grid.max_depth"),
         ("stages=[extract,fly]", "stages"),
+        ("search.scoring=acuracy", "search.scoring"),
     ],
 )
 def test_wrong_values_name_their_key(override, key, tmp_path):
@@ -81,3 +82,16 @@ def test_cli_help_lists_stages_and_hydra_help_works(tmp_path):
 def test_unknown_stage_is_refused(tmp_path):
     result = run_cli("fly", cwd=tmp_path, check=False)
     assert result.returncode == 2 and "unknown stage" in result.stderr
+
+
+def test_compare_models_are_checked_before_anything_runs(tmp_path):
+    cfg = make_config("compare", [f"output.dir={tmp_path}", "compare.models=[knn,lasso]"])
+    with pytest.raises(ConfigError, match="lasso") as info:
+        config.check(cfg)
+    assert info.value.key == "compare.models"
+
+
+@pytest.mark.parametrize("split", GROUPS["split"])
+def test_every_split_gives_tune_and_compare_a_seed(split, tmp_path):
+    cfg = make_config("tune", [f"output.dir={tmp_path}", f"split={split}"])
+    assert isinstance(cfg.split.seed, int)

@@ -142,3 +142,26 @@ def test_changed_feature_settings_are_refused_on_an_existing_dataset(extracted, 
     out, _ = extracted
     with pytest.raises(ConfigError, match="features.segment_seconds"):
         extract.run(_cfg(out, small_corpus, "features.segment_seconds=2.0"), client)
+
+
+def test_another_corpus_in_the_same_output_dir_is_refused(extracted, tmp_path, client):
+    from genre_hpc.errors import ConfigError
+
+    out, _ = extracted
+    other = tmp_path / "other"
+    (other / "blues").mkdir(parents=True)
+    shutil.copy(next((out / "features").rglob("*.parquet")), other / "blues" / "not-audio.wav")
+    with pytest.raises(ConfigError, match="data.root"):
+        extract.run(_cfg(out, other), client)
+
+
+def test_settings_are_checked_against_parts_a_killed_first_run_left(tmp_path, small_corpus, client):
+    from genre_hpc.errors import ConfigError
+
+    cfg = _cfg(tmp_path, small_corpus)
+    track = ("rock/rock.00000.wav", str(small_corpus / "rock" / "rock.00000.wav"), "rock", 0)
+    # the parts of a first run that died before it wrote any manifest
+    extract.process_batch([track], params=feature_params(cfg), block_segments=10, output_dir=str(tmp_path))
+    assert not (tmp_path / "manifest.json").exists()
+    with pytest.raises(ConfigError, match="features.segment_seconds"):
+        extract.run(_cfg(tmp_path, small_corpus, "features.segment_seconds=2.0"), client)

@@ -84,6 +84,12 @@ def test_predefined_split_reads_lists_and_skips_missing_entries(tmp_path, caplog
     assert "b/9.wav" in caplog.text
 
 
+@pytest.mark.parametrize("genres, per_genre", [(("a",), 10), (("a", "b"), 1)])
+def test_one_genre_or_a_one_track_genre_is_a_clear_error(genres, per_genre):
+    with pytest.raises(DatasetError, match="at least 2 genres of at least 2 tracks"):
+        make_split(_tracks(per_genre=per_genre, genres=genres), _spec())
+
+
 def test_too_few_tracks_for_the_split_is_a_clear_error():
     with pytest.raises(DatasetError, match="too few"):
         make_split(_tracks(per_genre=2), _spec())
