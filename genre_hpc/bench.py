@@ -27,6 +27,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from . import config, corpus, demo, extract, features, manifest, reference
+from .cluster import warm_workers
 from .errors import ConfigError
 from .features import FeatureParams
 
@@ -237,7 +238,7 @@ def sweep_workers(cfg: DictConfig, paths: list[str], params: FeatureParams) -> p
             ready = time.perf_counter() - started
             # a fresh worker: warm-up (numba JIT or its cache), then one track
             first = time.perf_counter()
-            client.run(features.warm_up)
+            warm_workers(client, features.warm_up)
             warm = time.perf_counter() - first
             client.submit(_batch_rows, paths[:1], params, int(cfg.bench.block_segments), pure=False).result()
             first_result = time.perf_counter() - first
@@ -273,7 +274,7 @@ def _client(cfg: DictConfig, n_workers: int, *, warm: bool = True):
         with connect(local) as client:
             client.wait_for_workers(n_workers)
             if warm:
-                client.run(features.warm_up)
+                warm_workers(client, features.warm_up)
             yield client
 
     return session()

@@ -13,7 +13,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -397,6 +397,26 @@ def _describe(client: Client) -> str:
     workers = client.scheduler_info()["workers"]
     threads = sum(w["nthreads"] for w in workers.values())
     return f"{len(workers)} workers, {threads} threads"
+
+
+def warm_workers(client: Client, warm_up: Callable[[], None]) -> None:
+    """Run `warm_up` (numba's JIT) on every worker without two processes compiling into one cache.
+
+    numba's cache is not safe against concurrent compilation: two processes writing the same
+    function can leave a mismatched pair of files that segfaults whoever loads them later
+    (numba issues 4807, 10128). So the driver compiles first (it shares the cache of a
+    LocalCluster), then one worker per host (node-local caches on SLURM), then the rest, who
+    only load.
+    """
+    warm_up()
+    hosts: dict[str, list[str]] = {}
+    for address, info in client.scheduler_info()["workers"].items():
+        hosts.setdefault(info.get("host", address), []).append(address)
+    first = [workers[0] for workers in hosts.values()]
+    rest = [address for workers in hosts.values() for address in workers[1:]]
+    client.run(warm_up, workers=first)
+    if rest:
+        client.run(warm_up, workers=rest)
 
 
 def worker_slots(client: Client) -> int:

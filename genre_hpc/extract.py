@@ -28,7 +28,7 @@ from distributed import Client, as_completed
 from omegaconf import DictConfig
 
 from . import __version__, audio, config, corpus, dataset, demo, features, manifest
-from .cluster import worker_slots
+from .cluster import warm_workers, worker_slots
 from .errors import AudioError, ConfigError, DatasetError
 from .features import FeatureParams
 from .schema import FEATURE_VERSION, ID_COLUMNS, PARTITION_COLUMN, arrow_schema, empty_errors, error_schema
@@ -60,7 +60,7 @@ def run(cfg: DictConfig, client: Client) -> dict[str, Any]:
     if len(todo):
         # numba's JIT (or loading its cache) once per connected worker, not inside a first task;
         # workers that join later pay it in their first batch
-        client.run(features.warm_up)
+        warm_workers(client, features.warm_up)
     batch_size = cfg.extract.batch_size or _auto_batch_size(len(todo), worker_slots(client))
     batches = [todo.iloc[i : i + batch_size] for i in range(0, len(todo), batch_size)]
     futures = [

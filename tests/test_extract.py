@@ -165,3 +165,25 @@ def test_settings_are_checked_against_parts_a_killed_first_run_left(tmp_path, sm
     assert not (tmp_path / "manifest.json").exists()
     with pytest.raises(ConfigError, match="features.segment_seconds"):
         extract.run(_cfg(tmp_path, small_corpus, "features.segment_seconds=2.0"), client)
+
+
+def _mark(folder):
+    """A warm-up stand-in: records which process ran it, and when."""
+    import os
+    import time
+
+    (folder / f"{time.monotonic_ns()}-{os.getpid()}").touch()
+
+
+def test_workers_are_warmed_after_the_driver_never_all_at_once(client, tmp_path):
+    import functools
+    import os
+
+    from genre_hpc.cluster import warm_workers
+
+    warm_workers(client, functools.partial(_mark, tmp_path))
+    runs = sorted(tmp_path.iterdir(), key=lambda p: int(p.name.split("-")[0]))
+    pids = [int(p.name.split("-")[1]) for p in runs]
+    workers = set(client.run(os.getpid).values())
+    assert pids[0] == os.getpid()  # the driver compiles first
+    assert set(pids[1:]) == workers and len(pids) == 1 + len(workers)
