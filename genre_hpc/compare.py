@@ -83,7 +83,7 @@ def run(cfg: DictConfig, client: Client) -> pd.DataFrame:
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "comparison.csv", index=False)
     summary = {"split": data.split.summary(), "label": data.split.label(), "models": rows}
-    (out / "comparison.json").write_text(json.dumps(summary, indent=2) + "\n")
+    manifest.write_json(out / "comparison.json", summary)
     plots.comparison_png(table, out / "comparison.png", title=f"test side of the {data.split.label()}")
     manifest.update(
         config.output_dir(cfg),

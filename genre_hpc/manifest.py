@@ -38,7 +38,17 @@ def update(output_dir: Path, stage: str, record: dict[str, Any], *, config: dict
     manifest = read(output_dir)
     manifest.update({"feature_version": FEATURE_VERSION, "versions": versions(), "config": config})
     manifest.setdefault("stages", {})[stage] = record
-    path = output_dir / "manifest.json"
-    tmp = path.with_name(f".manifest.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+    write_json(output_dir / "manifest.json", manifest)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write `data` as indented JSON, atomically: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_plain) + "\n")
     tmp.replace(path)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars as Python numbers, anything else as its text."""
+    return value.item() if hasattr(value, "item") else str(value)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -37,7 +36,7 @@ def run(cfg: DictConfig, client: Client) -> dict[str, Any]:
     params = OmegaConf.to_container(cfg.model.params, resolve=True)
     metrics = fit_and_evaluate(client, data, params=params, model_dir=out / "model")
     metrics["wall_seconds"] = time.perf_counter() - started
-    _write_json(out / "metrics.json", metrics)
+    manifest.write_json(out / "metrics.json", metrics)
     plots.confusion_matrix_png(
         np.array(metrics["confusion_matrix_tracks"]),
         metrics["classes"],
@@ -170,7 +169,7 @@ def save_model(
     """The booster in XGBoost's UBJ format plus what prediction needs to use it."""
     model_dir.mkdir(parents=True, exist_ok=True)
     model.get_booster().save_model(str(model_dir / MODEL_FILE))
-    _write_json(
+    manifest.write_json(
         model_dir / PREPROCESS_FILE,
         {
             "feature_version": FEATURE_VERSION,
@@ -189,8 +188,3 @@ def _record(metrics: dict[str, Any]) -> dict[str, Any]:
     keep = ("segment_accuracy", "track_accuracy", "track_macro_f1", "split", "fit_seconds",
             "wall_seconds", "test_tracks", "test_segments", "train_segments")  # fmt: skip
     return {k: metrics[k] for k in keep if k in metrics}
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, default=float) + "\n")

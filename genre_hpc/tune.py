@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import warnings
@@ -88,13 +87,13 @@ def run(cfg: DictConfig, client: Client) -> dict[str, Any]:
         "cv": fold_kind,
         "search_seconds": search_seconds,
     }
-    (tune_dir / "best_params.json").write_text(json.dumps(summary, indent=2) + "\n")
+    manifest.write_json(tune_dir / "best_params.json", summary)
     plots.cv_results_png(results, tune_dir / "cv_results.png", scoring=cfg.search.scoring)
 
     metrics = train.fit_and_evaluate(client, data, params={**base, **best}, model_dir=tune_dir / "model")
     metrics["tuning"] = summary
     metrics["wall_seconds"] = time.perf_counter() - started
-    (tune_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
+    manifest.write_json(tune_dir / "metrics.json", metrics)
     manifest.update(
         out,
         "tune",
