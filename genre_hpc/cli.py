@@ -78,11 +78,11 @@ def _dispatch(cfg: DictConfig) -> Any:
         module, function = STANDALONE[cfg.stage].split(":")
         return getattr(importlib.import_module(module), function)(cfg)
     from .cluster import connect
-    from .extract import preflight
+    from .corpus import check_root
 
     stages = _stage_functions(cfg)
     if {"validate", "extract"} & set(dict(stages)):
-        preflight(cfg)  # a wrong data.root fails before any cluster or job starts
+        check_root(cfg)  # a wrong data.root fails before any cluster or job starts
     with connect(cfg) as client:
         results = {}
         for name, function in stages:
@@ -110,13 +110,12 @@ def _stage_functions(cfg: DictConfig) -> list[tuple[str, Callable]]:
 
 
 def _demo_data(cfg: DictConfig) -> list:
-    from .extract import corpus_root
+    from .corpus import resolve_root
+    from .errors import ConfigError
 
-    root = corpus_root(cfg.copy()) if cfg.data.root is None else None
-    if root is None:
-        from .errors import ConfigError
-
+    if cfg.data.root is not None:
         raise ConfigError("data.root", "is set; demo-data writes to data.demo.root", "unset data.root")
+    root = resolve_root(cfg)
     log.info("demo-data: corpus ready in %s", root)
     return [str(root)]
 

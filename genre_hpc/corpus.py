@@ -1,14 +1,19 @@
-"""Walks a corpus in genre folders (ROOT/<genre>/<file>) into a table of tracks."""
+"""Finds the corpus (data.root, or the generated demo) and walks its genre folders into a table of tracks."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pandas as pd
+from omegaconf import DictConfig
 
+from . import demo
 from .errors import CorpusError
 
 TRACK_COLUMNS = ["track_id", "path", "label", "size_bytes"]
+
+log = logging.getLogger(__name__)
 
 
 def scan(root: str | Path, *, extensions: tuple[str, ...]) -> pd.DataFrame:
@@ -41,3 +46,27 @@ def scan(root: str | Path, *, extensions: tuple[str, ...]) -> pd.DataFrame:
             "sub-folders: expected ROOT/<genre>/<file>, e.g. ROOT/blues/blues.00000.wav"
         )
     return pd.DataFrame(rows, columns=TRACK_COLUMNS)
+
+
+def check_root(cfg: DictConfig) -> None:
+    """Fail fast on an unusable data.root, before a cluster is started for nothing."""
+    if cfg.data.root is not None:
+        scan(Path(str(cfg.data.root)).expanduser(), extensions=tuple(cfg.data.extensions))
+
+
+def resolve_root(cfg: DictConfig) -> Path:
+    """data.root, or the demo corpus (generated on first use) when it is unset."""
+    if cfg.data.root is not None:
+        return Path(str(cfg.data.root)).expanduser()
+    spec = cfg.data.demo
+    root = Path(str(spec.root)).expanduser()
+    if not root.exists():
+        log.info("data.root is unset: generating the demo corpus in %s", root)
+    demo.generate(
+        root,
+        n_per_genre=spec.n_per_genre,
+        seconds=spec.seconds,
+        sample_rate=cfg.features.sample_rate,
+        seed=spec.seed,
+    )
+    return root

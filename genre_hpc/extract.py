@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from distributed import Client, as_completed
 from omegaconf import DictConfig
 
-from . import __version__, audio, config, corpus, dataset, demo, features, manifest
+from . import __version__, audio, config, corpus, dataset, features, manifest
 from .cluster import warm_workers, worker_slots
 from .errors import AudioError, ConfigError, DatasetError
 from .features import FeatureParams
@@ -47,7 +47,7 @@ def run(cfg: DictConfig, client: Client) -> dict[str, Any]:
     out = config.output_dir(cfg)
     params = config.feature_params(cfg)
     features_dir = out / FEATURES_DIR
-    root = corpus_root(cfg)
+    root = corpus.resolve_root(cfg)
     _check_compatible(out, params, root)
     tracks = corpus.scan(root, extensions=tuple(cfg.data.extensions))
     done = finished_tracks(out)
@@ -110,30 +110,6 @@ def run(cfg: DictConfig, client: Client) -> dict[str, Any]:
     return record
 
 
-def preflight(cfg: DictConfig) -> None:
-    """Fail fast on an unusable data.root, before a cluster is started for nothing."""
-    if cfg.data.root is not None:
-        corpus.scan(Path(str(cfg.data.root)).expanduser(), extensions=tuple(cfg.data.extensions))
-
-
-def corpus_root(cfg: DictConfig) -> Path:
-    """data.root, or the demo corpus (generated on first use) when it is unset."""
-    if cfg.data.root is not None:
-        return Path(str(cfg.data.root)).expanduser()
-    spec = cfg.data.demo
-    root = Path(str(spec.root)).expanduser()
-    if not root.exists():
-        log.info("data.root is unset: generating the demo corpus in %s", root)
-    demo.generate(
-        root,
-        n_per_genre=spec.n_per_genre,
-        seconds=spec.seconds,
-        sample_rate=cfg.features.sample_rate,
-        seed=spec.seed,
-    )
-    return root
-
-
 def process_batch(
     batch: list[tuple[str, str, str, int]],
     *,
@@ -169,10 +145,10 @@ def process_batch(
         for label in sorted(set(table.column(PARTITION_COLUMN).to_pylist())):
             part = table.filter(pc.equal(table[PARTITION_COLUMN], label))
             part = part.drop_columns([PARTITION_COLUMN])
-            _write_atomic(part, out / FEATURES_DIR / f"{PARTITION_COLUMN}={label}" / name)
+            write_atomic(part, out / FEATURES_DIR / f"{PARTITION_COLUMN}={label}" / name)
     if errors:
         table = pa.Table.from_pylist(errors, schema=error_schema())
-        _write_atomic(table, out / ERROR_PARTS_DIR / name)
+        write_atomic(table, out / ERROR_PARTS_DIR / name)
     return {
         "tracks": len(batch),
         "rows": rows,
@@ -234,7 +210,7 @@ def merge_errors(out: Path) -> int:
     """Rewrite errors.parquet from all error parts; return its row count."""
     errors = _read_error_parts(out).drop_duplicates().sort_values(["path", "stage"])
     table = pa.Table.from_pandas(errors, schema=error_schema(), preserve_index=False)
-    _write_atomic(table, out / ERRORS_FILE)
+    write_atomic(table, out / ERRORS_FILE)
     return table.num_rows
 
 
@@ -251,7 +227,7 @@ def _read_error_parts(out: Path) -> pd.DataFrame:
     return pa.concat_tables(pq.read_table(p, schema=error_schema()) for p in parts).to_pandas()
 
 
-def _write_atomic(table: pa.Table, path: Path) -> None:
+def write_atomic(table: pa.Table, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # a dot name is invisible to Parquet dataset readers until the rename publishes it
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")

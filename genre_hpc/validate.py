@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 from distributed import Client
 from omegaconf import DictConfig
 
 from . import audio, config, corpus, manifest
 from .cluster import worker_slots
 from .errors import AudioError
+from .extract import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +34,9 @@ COLUMNS = [
 
 def run(cfg: DictConfig, client: Client) -> dict[str, Any]:
     """Probe every file not probed before (same path and size); write validation.parquet."""
-    from .extract import corpus_root  # the demo corpus is generated where extraction reads it
-
     started = time.perf_counter()
     out = config.output_dir(cfg)
-    root = corpus_root(cfg)
+    root = corpus.resolve_root(cfg)
     tracks = corpus.scan(root, extensions=tuple(cfg.data.extensions))
     previous = read(out)
     if len(previous):
@@ -51,7 +51,7 @@ def run(cfg: DictConfig, client: Client) -> dict[str, Any]:
     for batch_rows in client.gather(client.map(probe_batch, batches, pure=False)):
         rows.extend(batch_rows)
     table = with_duplicates(pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "duplicate_of"]))
-    _write(table, out / VALIDATION_FILE)
+    write_atomic(pa.Table.from_pandas(table, preserve_index=False), out / VALIDATION_FILE)
     record = summarize(table)
     record.update(probed=len(todo), wall_seconds=time.perf_counter() - started)
     manifest.update(out, "validate", record, config=config.plain(cfg))
@@ -109,9 +109,3 @@ def summarize(table: pd.DataFrame) -> dict[str, Any]:
 def read(out: Path) -> pd.DataFrame:
     path = out / VALIDATION_FILE
     return pd.read_parquet(path) if path.exists() else pd.DataFrame(columns=COLUMNS)
-
-
-def _write(table: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    table.to_parquet(tmp, index=False)
-    tmp.replace(path)
