@@ -17,7 +17,6 @@ import platform
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from . import config, corpus, demo, extract, features, manifest, reference
+from . import config, corpus, demo, extract, features, jitcache, manifest, reference
 from .cluster import warm_workers
 from .errors import ConfigError
 from .features import FeatureParams
@@ -211,7 +210,7 @@ def time_schedulers(
         elif name == "processes":
             # a pool whose processes are warmed before the clock starts, as the workers are
             context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(n, mp_context=context, initializer=_warm_process) as pool:
+            with ProcessPoolExecutor(n, mp_context=context, initializer=jitcache.warm_process) as pool:
                 list(pool.map(time.sleep, [0.5] * n))  # start all n processes
                 seconds = _timed(lambda g=graph, p=pool: dask.compute(*g, scheduler="processes", pool=p))
         else:
@@ -286,13 +285,6 @@ def _timed(function) -> float:
     return time.perf_counter() - started
 
 
-def _warm_process() -> None:
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1)
-    features.warm_up()
-
-
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
@@ -300,8 +292,10 @@ def _peak_rss_mb() -> float:
 # --- probes in fresh processes -------------------------------------------------------------
 
 _PROBE = """
-import json, resource, sys, time
+import json, os, resource, sys, time
 started = time.perf_counter()
+from genre_hpc import jitcache
+jitcache.use(os.environ.get(jitcache.PRIMED_ENV) or None)  # as a worker starts: its own copy
 from genre_hpc import extract, features
 from genre_hpc.features import FeatureParams
 imported = time.perf_counter() - started
@@ -345,19 +339,15 @@ def _probe(kind: str, path: str, cfg: DictConfig, env: dict[str, str]) -> dict[s
 def startup_probe(cfg: DictConfig, path: str) -> list[dict[str, Any]]:
     """A fresh process's first and second track, with an empty and with a filled numba cache."""
     rows = []
-    with tempfile.TemporaryDirectory() as empty:
-        kinds = [("empty numba cache", empty)] if cfg.bench.cold_cache_probe else []
-        # the workers of the sweep have filled their cache by now
-        for label, folder in [*kinds, ("numba cache filled", _numba_cache(cfg))]:
-            rows.append({"process": label, **_probe("startup", path, cfg, {"NUMBA_CACHE_DIR": folder})})
+    kinds = [("empty numba cache", "")] if cfg.bench.cold_cache_probe else []
+    for label, primed in [*kinds, ("numba cache filled", _primed_cache(cfg))]:
+        rows.append({"process": label, **_probe("startup", path, cfg, {jitcache.PRIMED_ENV: primed})})
     return rows
 
 
-def _numba_cache(cfg: DictConfig) -> str:
-    """The folder the workers cache numba's code in (cluster.connect sets the variable)."""
-    folder = os.environ.get("NUMBA_CACHE_DIR") or str(cfg.cluster.numba_cache_dir)
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    return folder
+def _primed_cache(cfg: DictConfig) -> str:
+    """The primed numba cache the workers copy (cluster.connect primes it and sets the variable)."""
+    return os.environ.get(jitcache.PRIMED_ENV) or str(jitcache.prime(cfg.cluster.numba_cache_dir))
 
 
 def memory_probe(cfg: DictConfig, path: str, out: Path) -> list[dict[str, Any]]:
@@ -374,7 +364,7 @@ def memory_probe(cfg: DictConfig, path: str, out: Path) -> list[dict[str, Any]]:
             for _ in range(math.ceil(minutes * 60 / (len(clip) / sr))):
                 f.write(clip)
         tmp.replace(long_path)
-    env = {"NUMBA_CACHE_DIR": _numba_cache(cfg)}
+    env = {jitcache.PRIMED_ENV: _primed_cache(cfg)}
     rows = []
     for label, p in (("short", path), ("long", str(long_path))):
         seconds = sf.info(p).duration

@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def _task(cfg: DictConfig) -> Any:
     try:
+        if cfg.stage != "demo-data":  # the only stage that runs no numba code
+            _use_jit_cache(cfg)
         return _dispatch(cfg)
     except GenreHpcError as exc:
         log.error("%s", exc)
@@ -90,6 +92,14 @@ def _dispatch(cfg: DictConfig) -> Any:
             results[name] = function(cfg, client)
             log.info("%s: done in %.1f s", name, time.perf_counter() - started)
     return results
+
+
+def _use_jit_cache(cfg: DictConfig) -> None:
+    """This process loads numba's code from its own copy of the primed cache (jitcache says why);
+    before any stage module is imported, because numba binds a function's cache at import."""
+    from . import jitcache
+
+    jitcache.use(jitcache.prime(cfg.cluster.numba_cache_dir))
 
 
 def _stage_functions(cfg: DictConfig) -> list[tuple[str, Callable]]:

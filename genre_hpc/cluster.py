@@ -23,6 +23,7 @@ from dask.utils import parse_bytes, parse_timedelta
 from distributed import Client, LocalCluster
 from omegaconf import DictConfig
 
+from . import jitcache
 from .errors import ClusterError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,9 @@ def connect(cfg: DictConfig) -> Iterator[Client]:
     spec = cfg.cluster
     # dask logs every worker's start and stop at INFO; a batch log wants the stages' lines
     logging.getLogger("distributed").setLevel(logging.WARNING)
+    if spec.kind in ("local", "slurm", "slurm_runner"):
+        _prime_jit_cache(spec)
     if spec.kind == "local":
-        _prepare_numba_cache(spec)
         yield from _connect_local(spec)
     elif spec.kind == "slurm":
         yield from _connect_slurm(cfg)
@@ -84,6 +86,8 @@ def _local(spec: DictConfig) -> LocalCluster:
         dashboard_address=spec.dashboard_address,
         # the scheduler is only for this machine: do not listen on every interface
         host="127.0.0.1",
+        # each worker process takes its own copy of the primed numba cache before importing librosa
+        preload=[jitcache.__name__],
     )
 
 
@@ -147,9 +151,9 @@ def slurm_kwargs(spec: DictConfig, *, out: Path, credentials: Path | None) -> di
     """SLURMCluster keyword arguments for the `cluster=slurm` config `spec`."""
     python = str(spec.python or sys.executable)
     lifetime, stagger = lifetime_seconds(spec)
-    extra_args = []
+    extra_args = ["--preload", jitcache.__name__]  # each worker its own copy of the primed numba cache
     if lifetime is not None:
-        extra_args = ["--lifetime", f"{lifetime}s", "--lifetime-stagger", f"{stagger}s"]
+        extra_args += ["--lifetime", f"{lifetime}s", "--lifetime-stagger", f"{stagger}s"]
     dashboard = spec.dashboard_address
     kwargs: dict[str, Any] = {
         "cores": spec.cores,
@@ -181,10 +185,11 @@ def _prologue(spec: DictConfig, python: str) -> list[str]:
     activate = Path(python).parent / "activate"
     if activate.is_file():  # a venv: its bin/ on PATH for any tool the worker calls
         lines.append(f"source {activate}")
-    # librosa's numba JIT cache must be writable; site-packages often is not
-    lines.append(f'export NUMBA_CACHE_DIR="{spec.numba_cache_dir}"')
+    # numba's cache, primed by the driver on the shared filesystem; each worker copies it to
+    # node-local scratch (jitcache.dask_setup), so a new node loads compiled code instead of compiling
+    lines.append(f'export {jitcache.PRIMED_ENV}="{jitcache.primed_folder(spec.numba_cache_dir)}"')
+    lines.append(f'export {jitcache.SCRATCH_ENV}="{spec.jit_scratch}"')
     lines += [f"export {name}={value}" for name, value in SLURM_WORKER_ENV.items()]
-    lines.append('mkdir -p "$NUMBA_CACHE_DIR"')
     return lines + [str(line) for line in spec.job_script_prologue]
 
 
@@ -313,7 +318,6 @@ def _connect_runner(cfg: DictConfig) -> Iterator[Client]:
     """Every task of the srun step calls this: rank 0 serves as scheduler and rank 2+ as workers until
     the client ends (they leave through SystemExit, never reaching the stage); rank 1 gets the client."""
     spec = cfg.cluster
-    _prepare_numba_cache(spec)
     if "SLURM_PROCID" not in os.environ:
         raise ClusterError(
             "cluster=slurm_runner runs inside an allocation of at least 3 tasks launched with srun: "
@@ -384,13 +388,12 @@ def _absolute(path: Any) -> Path:
     return path if path.is_absolute() else (Path.cwd() / path).resolve()
 
 
-def _prepare_numba_cache(spec: DictConfig) -> None:
-    """librosa's numba JIT costs seconds per new process unless it can cache its compiled code;
-    workers inherit the variable (LocalCluster, SLURMRunner) or get it from the job prologue (SLURM)."""
-    cache = spec.get("numba_cache_dir")
-    if cache and "NUMBA_CACHE_DIR" not in os.environ:
-        Path(cache).mkdir(parents=True, exist_ok=True)
-        os.environ["NUMBA_CACHE_DIR"] = str(cache)
+def _prime_jit_cache(spec: DictConfig) -> None:
+    """Compile librosa's and our numba code once, before any worker starts (jitcache says why).
+
+    LocalCluster workers and SLURMRunner ranks inherit the primed folder through the environment;
+    SLURM worker jobs get it from their prologue."""
+    os.environ[jitcache.PRIMED_ENV] = str(jitcache.prime(_absolute(spec.numba_cache_dir)))
 
 
 def _describe(client: Client) -> str:
@@ -400,23 +403,9 @@ def _describe(client: Client) -> str:
 
 
 def warm_workers(client: Client, warm_up: Callable[[], None]) -> None:
-    """Run `warm_up` (numba's JIT) on every worker without two processes compiling into one cache.
-
-    numba's cache is not safe against concurrent compilation: two processes writing the same
-    function can leave a mismatched pair of files that segfaults whoever loads them later
-    (numba issues 4807, 10128). So the driver compiles first (it shares the cache of a
-    LocalCluster), then one worker per host (node-local caches on SLURM), then the rest, who
-    only load.
-    """
-    warm_up()
-    hosts: dict[str, list[str]] = {}
-    for address, info in client.scheduler_info()["workers"].items():
-        hosts.setdefault(info.get("host", address), []).append(address)
-    first = [workers[0] for workers in hosts.values()]
-    rest = [address for workers in hosts.values() for address in workers[1:]]
-    client.run(warm_up, workers=first)
-    if rest:
-        client.run(warm_up, workers=rest)
+    """Run `warm_up` on every worker at once: each loads numba's compiled code from its own copy
+    of the primed cache (see jitcache), so no first task pays for it and no two workers share files."""
+    client.run(warm_up)
 
 
 def worker_slots(client: Client) -> int:

@@ -5,24 +5,33 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
-import numpy as np
-import pytest
-import soundfile as sf
-from hydra import compose, initialize_config_module
+from genre_hpc import jitcache
 
-from genre_hpc import demo
+# This process (it calls librosa to check our features) compiles into a numba cache of its own,
+# never into one that another process writes; before anything imports librosa (see jitcache).
+jitcache.use(None)
+# Every command and cluster the tests start primes its numba cache here, once per session
+# (cluster.numba_cache_dir's default reads this variable), instead of once per output.dir.
+os.environ.setdefault("GENRE_HPC_NUMBA_CACHE", tempfile.mkdtemp(prefix="genre-hpc-tests-numba-"))
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import soundfile as sf  # noqa: E402
+from hydra import compose, initialize_config_module  # noqa: E402
+
+from genre_hpc import demo  # noqa: E402
 
 SR = 22050
 
 
 @pytest.fixture(scope="session")
-def numba_cache(tmp_path_factory) -> Path:
-    """One JIT cache for every cluster the tests start: librosa compiles once, not per run."""
-    path = tmp_path_factory.mktemp("numba-cache")
-    os.environ.setdefault("NUMBA_CACHE_DIR", str(path))
-    return Path(os.environ["NUMBA_CACHE_DIR"])
+def numba_cache() -> Path:
+    """`cluster.numba_cache_dir` of every cluster and command the tests start: primed once (by the
+    first of them), then copied into each process, as in a user's runs."""
+    return Path(os.environ["GENRE_HPC_NUMBA_CACHE"])
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +53,9 @@ def client(numba_cache, tmp_path_factory):
     from genre_hpc.cluster import connect
 
     out = tmp_path_factory.mktemp("cluster-out")
-    cfg = make_config("extract", [f"output.dir={out}", "cluster.n_workers=2"])
+    cfg = make_config(
+        "extract", [f"output.dir={out}", "cluster.n_workers=2", f"cluster.numba_cache_dir={numba_cache}"]
+    )
     with connect(cfg) as c:
         yield c
 

@@ -13,7 +13,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
-from genre_hpc import cluster, config
+from genre_hpc import cluster, config, jitcache
 from genre_hpc.errors import ConfigError
 
 
@@ -96,7 +96,14 @@ def test_workers_run_this_python_with_node_local_scratch_and_numba_cache(tmp_pat
     command = lines[-1]
     assert command.startswith(f"{sys.executable} -m distributed.cli.dask_worker ")
     assert "--local-directory ${TMPDIR:-/tmp}/genre-hpc-$USER/dask" in command
-    assert 'export NUMBA_CACHE_DIR="${TMPDIR:-/tmp}/genre-hpc-$USER/numba"' in lines
+    # numba's code: primed under output.dir (shared), copied by each worker to node-local scratch
+    assert "--preload genre_hpc.jitcache" in command
+    primed = jitcache.primed_folder(
+        compose_cfg("cluster=slurm", f"output.dir={tmp_path}").cluster.numba_cache_dir
+    )
+    assert f'export GENRE_HPC_JIT_PRIMED="{primed}"' in lines
+    assert 'export GENRE_HPC_JIT_SCRATCH="${TMPDIR:-/tmp}/genre-hpc-$USER/numba"' in lines
+    assert not any("NUMBA_CACHE_DIR" in line for line in lines)  # never one folder for all workers
     activate = Path(sys.executable).parent / "activate"
     if activate.is_file():
         assert f"source {activate}" in lines

@@ -1,5 +1,6 @@
 import json
 import shutil
+from pathlib import Path
 
 import dask.dataframe as dd
 import pandas as pd
@@ -167,23 +168,27 @@ def test_settings_are_checked_against_parts_a_killed_first_run_left(tmp_path, sm
         extract.run(_cfg(tmp_path, small_corpus, "features.segment_seconds=2.0"), client)
 
 
-def _mark(folder):
-    """A warm-up stand-in: records which process ran it, and when."""
-    import os
-    import time
-
-    (folder / f"{time.monotonic_ns()}-{os.getpid()}").touch()
-
-
-def test_workers_are_warmed_after_the_driver_never_all_at_once(client, tmp_path):
-    import functools
+def _jit_state() -> tuple[int, str, list[str]]:
+    """A worker's pid, its numba cache folder and the files in it."""
     import os
 
-    from genre_hpc.cluster import warm_workers
+    folder = os.environ["NUMBA_CACHE_DIR"]
+    files = sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*.nb[ic]"))
+    return os.getpid(), folder, files
 
-    warm_workers(client, functools.partial(_mark, tmp_path))
-    runs = sorted(tmp_path.iterdir(), key=lambda p: int(p.name.split("-")[0]))
-    pids = [int(p.name.split("-")[1]) for p in runs]
-    workers = set(client.run(os.getpid).values())
-    assert pids[0] == os.getpid()  # the driver compiles first
-    assert set(pids[1:]) == workers and len(pids) == 1 + len(workers)
+
+def test_each_worker_loads_numba_code_from_its_own_copy_of_the_primed_cache(client, numba_cache):
+    import os
+
+    from genre_hpc import jitcache
+
+    primed = numba_cache / jitcache.key()
+    primed_files = sorted(str(p.relative_to(primed)) for p in primed.rglob("*.nb[ic]"))
+    assert primed_files, "the cluster was started without a primed cache"
+    states = list(client.run(_jit_state).values())
+    folders = {folder for _, folder, _ in states}
+    assert len(folders) == len(states) == 2  # no two workers write one folder
+    assert os.environ["NUMBA_CACHE_DIR"] not in folders and str(primed) not in folders
+    for _, folder, files in states:
+        assert Path(folder).parent == numba_cache / "proc"
+        assert set(primed_files) <= set(files)  # a full copy: the workers load, never compile

@@ -10,7 +10,7 @@ from .conftest import run_cli
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory, numba_cache):
+def pipeline(tmp_path_factory):
     work = tmp_path_factory.mktemp("pipeline")
     result = run_cli(
         "run",
@@ -18,7 +18,6 @@ def pipeline(tmp_path_factory, numba_cache):
         "data.demo.n_per_genre=6",
         "data.demo.seconds=6",
         "cluster.n_workers=2",
-        f"cluster.numba_cache_dir={numba_cache}",
         "search.grid.n_estimators=[50]",
         cwd=work,
     )

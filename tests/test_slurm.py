@@ -3,7 +3,6 @@ of 2 CPUs, partition debug. Skipped only where SLURM does not answer, and never 
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import re
@@ -23,8 +22,6 @@ from genre_hpc import cluster, config, demo
 
 REPO = Path(__file__).resolve().parents[1]
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-# what the worker jobs' prologue uses: a warm librosa JIT cache shared by local and SLURM runs here
-NUMBA_CACHE = Path(os.environ.get("TMPDIR", "/tmp")) / f"genre-hpc-{getpass.getuser()}" / "numba"
 DONE = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL"}
 
 
@@ -322,8 +319,9 @@ def _foreign_client(address: str, attempt: str) -> str:
 
 
 def _env() -> dict[str, str]:
-    # the scripts run the test's own interpreter; a shared JIT cache keeps the runs to seconds
-    return {**os.environ, "GENRE_HPC_PYTHON": sys.executable, "NUMBA_CACHE_DIR": str(NUMBA_CACHE)}
+    # the scripts run the test's own interpreter; conftest's GENRE_HPC_NUMBA_CACHE is inherited, so
+    # numba's code is primed once per session, not once per output.dir
+    return {**os.environ, "GENRE_HPC_PYTHON": sys.executable}
 
 
 def _compose(*overrides: str):
