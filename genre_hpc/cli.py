@@ -12,7 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from .errors import GenreHpcError
+from genre_hpc.core.errors import GenreHpcError
 
 log = logging.getLogger("genre_hpc")
 
@@ -32,9 +32,9 @@ STAGES: dict[str, str] = {
 # Stages that build their own clusters (or need none) instead of sharing one client.
 STANDALONE = {
     "demo-data": "genre_hpc.cli:_demo_data",
-    "bench": "genre_hpc.bench:run",
-    "predict": "genre_hpc.predict:run",
-    "report": "genre_hpc.report:run",
+    "bench": "genre_hpc.stages.bench:run",
+    "predict": "genre_hpc.stages.predict:run",
+    "report": "genre_hpc.stages.report:run",
 }
 
 USAGE = "usage: genre-hpc <stage> [key=value ...] [--help | --cfg job | --multirun]\n\nstages:\n" + "".join(
@@ -71,14 +71,14 @@ def _task(cfg: DictConfig) -> Any:
 
 
 def _dispatch(cfg: DictConfig) -> Any:
-    from . import config
+    from genre_hpc.infra import config
 
     config.check(cfg)
     if cfg.stage in STANDALONE:
         module, function = STANDALONE[cfg.stage].split(":")
         return getattr(importlib.import_module(module), function)(cfg)
-    from .cluster import connect
-    from .corpus import check_root
+    from genre_hpc.flow.corpus import check_root
+    from genre_hpc.infra.cluster import connect
 
     stages = _stage_functions(cfg)
     if {"validate", "extract"} & set(dict(stages)):
@@ -94,7 +94,7 @@ def _dispatch(cfg: DictConfig) -> Any:
 
 def _stage_functions(cfg: DictConfig) -> list[tuple[str, Callable]]:
     """The stages a command runs, in order, on one client: `run` runs `stages` (run.yaml)."""
-    from . import compare, extract, report, train, tune, validate
+    from genre_hpc.stages import compare, extract, report, train, tune, validate
 
     table = {
         "validate": validate.run, "extract": extract.run, "train": train.run,
@@ -110,8 +110,8 @@ def _stage_functions(cfg: DictConfig) -> list[tuple[str, Callable]]:
 
 
 def _demo_data(cfg: DictConfig) -> list:
-    from .corpus import resolve_root
-    from .errors import ConfigError
+    from genre_hpc.core.errors import ConfigError
+    from genre_hpc.flow.corpus import resolve_root
 
     if cfg.data.root is not None:
         raise ConfigError("data.root", "is set; demo-data writes to data.demo.root", "unset data.root")

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 from hydra import compose, initialize_config_module
 
-from genre_hpc import demo
+from genre_hpc.flow import demo
 
 SR = 22050
 
@@ -41,7 +41,7 @@ def make_config(stage: str, overrides: list[str]):
 @pytest.fixture(scope="session")
 def client(numba_cache, tmp_path_factory):
     """A real two-worker LocalCluster, built the way every stage gets its client."""
-    from genre_hpc.cluster import connect
+    from genre_hpc.infra.cluster import connect
 
     out = tmp_path_factory.mktemp("cluster-out")
     cfg = make_config("extract", [f"output.dir={out}", "cluster.n_workers=2"])

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from genre_hpc import audio
-from genre_hpc.errors import AudioError
+from genre_hpc.core.errors import AudioError
+from genre_hpc.flow import audio
 
 from .conftest import SR, write_bad_files
 

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genre_hpc import bench
-from genre_hpc.features import FeatureParams
-from genre_hpc.schema import feature_names
+from genre_hpc.flow.features import FeatureParams
+from genre_hpc.flow.schema import feature_names
+from genre_hpc.stages import bench
 
 from .conftest import make_config
 

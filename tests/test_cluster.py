@@ -13,8 +13,8 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
-from genre_hpc import cluster, config
-from genre_hpc.errors import ConfigError
+from genre_hpc.core.errors import ConfigError
+from genre_hpc.infra import cluster, config
 
 
 def compose_cfg(*overrides: str, stage: str = "extract") -> DictConfig:

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from genre_hpc import config
-from genre_hpc.errors import ConfigError
+from genre_hpc.core.errors import ConfigError
+from genre_hpc.infra import config
 
 from .conftest import make_config, run_cli
 

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from genre_hpc.corpus import scan
-from genre_hpc.errors import CorpusError
+from genre_hpc.core.errors import CorpusError
+from genre_hpc.flow.corpus import scan
 
 EXTS = (".wav", ".au", ".flac", ".ogg", ".mp3")
 

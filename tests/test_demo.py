@@ -3,7 +3,7 @@ import hashlib
 import numpy as np
 import soundfile as sf
 
-from genre_hpc import demo
+from genre_hpc.flow import demo
 
 
 def test_demo_corpus_has_gtzan_layout_and_format(tmp_path):

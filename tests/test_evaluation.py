@@ -11,9 +11,10 @@ import pytest
 import soundfile as sf
 from distributed import get_task_stream
 
-from genre_hpc import compare, demo, extract, report, train, validate
-from genre_hpc.compare import MODELS
-from genre_hpc.split import LEAK_WARNING
+from genre_hpc.flow import demo
+from genre_hpc.flow.split import LEAK_WARNING
+from genre_hpc.stages import compare, extract, report, train, validate
+from genre_hpc.stages.compare import MODELS
 
 from .conftest import make_config, run_cli
 

@@ -7,9 +7,9 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from genre_hpc import extract
-from genre_hpc.config import feature_params
-from genre_hpc.schema import FEATURE_VERSION, ID_COLUMNS, feature_names
+from genre_hpc.flow.schema import FEATURE_VERSION, ID_COLUMNS, feature_names
+from genre_hpc.infra.config import feature_params
+from genre_hpc.stages import extract
 
 from .conftest import make_config, write_bad_files
 
@@ -137,7 +137,7 @@ def test_bad_files_become_error_rows_and_good_rows_survive(tmp_path, small_corpu
 
 
 def test_changed_feature_settings_are_refused_on_an_existing_dataset(extracted, small_corpus, client):
-    from genre_hpc.errors import ConfigError
+    from genre_hpc.core.errors import ConfigError
 
     out, _ = extracted
     with pytest.raises(ConfigError, match="features.segment_seconds"):
@@ -145,7 +145,7 @@ def test_changed_feature_settings_are_refused_on_an_existing_dataset(extracted, 
 
 
 def test_another_corpus_in_the_same_output_dir_is_refused(extracted, tmp_path, client):
-    from genre_hpc.errors import ConfigError
+    from genre_hpc.core.errors import ConfigError
 
     out, _ = extracted
     other = tmp_path / "other"
@@ -156,7 +156,7 @@ def test_another_corpus_in_the_same_output_dir_is_refused(extracted, tmp_path, c
 
 
 def test_settings_are_checked_against_parts_a_killed_first_run_left(tmp_path, small_corpus, client):
-    from genre_hpc.errors import ConfigError
+    from genre_hpc.core.errors import ConfigError
 
     cfg = _cfg(tmp_path, small_corpus)
     track = ("rock/rock.00000.wav", str(small_corpus / "rock" / "rock.00000.wav"), "rock", 0)
@@ -179,7 +179,7 @@ def test_workers_are_warmed_after_the_driver_never_all_at_once(client, tmp_path)
     import functools
     import os
 
-    from genre_hpc.cluster import warm_workers
+    from genre_hpc.infra.cluster import warm_workers
 
     warm_workers(client, functools.partial(_mark, tmp_path))
     runs = sorted(tmp_path.iterdir(), key=lambda p: int(p.name.split("-")[0]))

@@ -6,9 +6,9 @@ import librosa
 import numpy as np
 import pytest
 
-from genre_hpc import features, reference
-from genre_hpc.features import FeatureParams
-from genre_hpc.schema import feature_names
+from genre_hpc.flow import features, reference
+from genre_hpc.flow.features import FeatureParams
+from genre_hpc.flow.schema import feature_names
 
 P = FeatureParams()
 SR = P.sample_rate

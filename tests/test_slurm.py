@@ -19,7 +19,8 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_module
 
-from genre_hpc import cluster, config, demo
+from genre_hpc.flow import demo
+from genre_hpc.infra import cluster, config
 
 REPO = Path(__file__).resolve().parents[1]
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from genre_hpc.errors import DatasetError
-from genre_hpc.split import LEAK_WARNING, grouped_folds, make_split, read_lists
+from genre_hpc.core.errors import DatasetError
+from genre_hpc.flow.split import LEAK_WARNING, grouped_folds, make_split, read_lists
 
 
 def _tracks(per_genre=10, genres=("a", "b", "c")):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .features import FeatureParams
+from genre_hpc.flow.features import FeatureParams
 
 
 def extract_chunk(y: np.ndarray, *, params: FeatureParams) -> np.ndarray:
@@ -56,7 +56,7 @@ def extract_chunk(y: np.ndarray, *, params: FeatureParams) -> np.ndarray:
 
 def track_features(path: str, *, params: FeatureParams) -> np.ndarray:
     """One row per whole segment of the file (the segments `extract.track_features` uses)."""
-    from . import audio
+    from genre_hpc.flow import audio
 
     rows = []
     for block in audio.iter_segments(

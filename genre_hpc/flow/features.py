@@ -22,8 +22,8 @@ import numba
 import numpy as np
 import scipy.fft
 
-from .errors import ConfigError
-from .schema import feature_names
+from genre_hpc.core.errors import ConfigError
+from genre_hpc.flow.schema import feature_names
 
 
 @dataclass(frozen=True)

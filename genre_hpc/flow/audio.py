@@ -17,7 +17,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .errors import AudioError
+from genre_hpc.core.errors import AudioError
 
 SUPPORTED_EXTENSIONS = (".wav", ".au", ".flac", ".ogg", ".mp3")
 

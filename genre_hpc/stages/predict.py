@@ -13,13 +13,13 @@ import pandas as pd
 import xgboost
 from omegaconf import DictConfig
 
-from . import config
-from .audio import SUPPORTED_EXTENSIONS
-from .errors import AudioError, ConfigError, ModelError
-from .extract import track_features
-from .features import FeatureParams
-from .schema import FEATURE_VERSION
-from .train import MODEL_FILE, PREPROCESS_FILE
+from genre_hpc.core.errors import AudioError, ConfigError, ModelError
+from genre_hpc.flow.audio import SUPPORTED_EXTENSIONS
+from genre_hpc.flow.features import FeatureParams
+from genre_hpc.flow.schema import FEATURE_VERSION
+from genre_hpc.infra import config
+from genre_hpc.stages.extract import track_features
+from genre_hpc.stages.train import MODEL_FILE, PREPROCESS_FILE
 
 
 class Model:

@@ -11,11 +11,13 @@ from typing import Any
 import pandas as pd
 from omegaconf import DictConfig
 
-from . import compare, config, manifest, plots, validate
-from .audio import iter_segments
-from .dataset import feature_columns, feature_info
-from .extract import FEATURES_DIR
-from .features import FeatureParams
+from genre_hpc.flow import plots
+from genre_hpc.flow.audio import iter_segments
+from genre_hpc.flow.dataset import feature_columns, feature_info
+from genre_hpc.flow.features import FeatureParams
+from genre_hpc.infra import config, manifest
+from genre_hpc.stages import compare, validate
+from genre_hpc.stages.extract import FEATURES_DIR
 
 log = logging.getLogger(__name__)
 

@@ -27,11 +27,20 @@ import pyarrow.parquet as pq
 from distributed import Client, as_completed
 from omegaconf import DictConfig
 
-from . import __version__, audio, config, corpus, dataset, features, manifest
-from .cluster import warm_workers, worker_slots
-from .errors import AudioError, ConfigError, DatasetError
-from .features import FeatureParams
-from .schema import FEATURE_VERSION, ID_COLUMNS, PARTITION_COLUMN, arrow_schema, empty_errors, error_schema
+from genre_hpc import __version__
+from genre_hpc.core.errors import AudioError, ConfigError, DatasetError
+from genre_hpc.flow import audio, corpus, dataset, features
+from genre_hpc.flow.features import FeatureParams
+from genre_hpc.flow.schema import (
+    FEATURE_VERSION,
+    ID_COLUMNS,
+    PARTITION_COLUMN,
+    arrow_schema,
+    empty_errors,
+    error_schema,
+)
+from genre_hpc.infra import config, manifest
+from genre_hpc.infra.cluster import warm_workers, worker_slots
 
 log = logging.getLogger(__name__)
 

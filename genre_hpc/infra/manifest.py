@@ -9,8 +9,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .schema import FEATURE_VERSION
+from genre_hpc import __version__
+from genre_hpc.flow.schema import FEATURE_VERSION
 
 LIBRARIES = (
     "dask", "distributed", "dask-jobqueue", "dask-ml", "librosa", "numpy", "pandas",

@@ -16,9 +16,11 @@ from sklearn.exceptions import FitFailedWarning
 from sklearn.model_selection import ParameterGrid, StratifiedKFold
 from xgboost import XGBClassifier
 
-from . import config, manifest, plots, train
-from .errors import DatasetError
-from .split import LEAK_WARNING, grouped_folds
+from genre_hpc.core.errors import DatasetError
+from genre_hpc.flow import plots
+from genre_hpc.flow.split import LEAK_WARNING, grouped_folds
+from genre_hpc.infra import config, manifest
+from genre_hpc.stages import train
 
 log = logging.getLogger(__name__)
 

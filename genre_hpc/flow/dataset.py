@@ -9,8 +9,8 @@ import dask.dataframe as dd
 import pandas as pd
 import pyarrow.dataset as ds
 
-from .errors import DatasetError
-from .schema import FEATURE_VERSION, feature_names
+from genre_hpc.core.errors import DatasetError
+from genre_hpc.flow.schema import FEATURE_VERSION, feature_names
 
 
 def feature_columns(features_dir: Path) -> list[str]:

@@ -19,7 +19,9 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from xgboost import XGBClassifier, XGBRFClassifier
 
-from . import config, manifest, plots, train
+from genre_hpc.flow import plots
+from genre_hpc.infra import config, manifest
+from genre_hpc.stages import train
 
 log = logging.getLogger(__name__)
 

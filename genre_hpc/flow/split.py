@@ -13,7 +13,7 @@ import pandas as pd
 from omegaconf import DictConfig
 from sklearn.model_selection import PredefinedSplit, StratifiedKFold, StratifiedShuffleSplit
 
-from .errors import ConfigError, DatasetError
+from genre_hpc.core.errors import ConfigError, DatasetError
 
 log = logging.getLogger(__name__)
 

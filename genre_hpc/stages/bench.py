@@ -26,10 +26,12 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from . import config, corpus, demo, extract, features, manifest, reference
-from .cluster import warm_workers
-from .errors import ConfigError
-from .features import FeatureParams
+from genre_hpc.core.errors import ConfigError
+from genre_hpc.flow import corpus, demo, features, reference
+from genre_hpc.flow.features import FeatureParams
+from genre_hpc.infra import config, manifest
+from genre_hpc.infra.cluster import warm_workers
+from genre_hpc.stages import extract
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +263,7 @@ def _client(cfg: DictConfig, n_workers: int, *, warm: bool = True):
     """A LocalCluster of `n_workers` single-threaded workers, built by cluster.connect."""
     from contextlib import contextmanager
 
-    from .cluster import connect
+    from genre_hpc.infra.cluster import connect
 
     if cfg.cluster.kind != "local":
         raise ConfigError("cluster", "bench times workers on this machine", "use cluster=local")
@@ -302,8 +304,9 @@ def _peak_rss_mb() -> float:
 _PROBE = """
 import json, resource, sys, time
 started = time.perf_counter()
-from genre_hpc import extract, features
-from genre_hpc.features import FeatureParams
+from genre_hpc.stages import extract
+from genre_hpc.flow import features
+from genre_hpc.flow.features import FeatureParams
 imported = time.perf_counter() - started
 args = json.loads(sys.argv[1])
 params = FeatureParams(**args["params"])

@@ -16,11 +16,13 @@ from omegaconf import DictConfig, OmegaConf
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 from xgboost.dask import DaskXGBClassifier
 
-from . import config, dataset, manifest, plots, validate
-from .errors import DatasetError
-from .extract import FEATURES_DIR
-from .schema import FEATURE_VERSION
-from .split import Split, make_split
+from genre_hpc.core.errors import DatasetError
+from genre_hpc.flow import dataset, plots
+from genre_hpc.flow.schema import FEATURE_VERSION
+from genre_hpc.flow.split import Split, make_split
+from genre_hpc.infra import config, manifest
+from genre_hpc.stages import validate
+from genre_hpc.stages.extract import FEATURES_DIR
 
 log = logging.getLogger(__name__)
 

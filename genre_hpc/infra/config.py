@@ -7,8 +7,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import ConfigError
-from .features import FeatureParams
+from genre_hpc.core.errors import ConfigError
+from genre_hpc.flow.features import FeatureParams
 
 RUNNABLE_STAGES = ("validate", "extract", "train", "tune", "compare", "report")
 
@@ -38,10 +38,10 @@ def check(cfg: DictConfig) -> None:
     if kind == "slurm_runner":
         _positive_int(cfg, "cluster.threads", allow_none=True)
     if kind in ("slurm", "slurm_runner"):
-        from .cluster import check_spec  # the checks live beside the code that uses the values
+        from genre_hpc.infra.cluster import check_spec  # the checks live beside the code that uses the values
 
         check_spec(cfg.cluster)
-    from .split import SPLITS
+    from genre_hpc.flow.split import SPLITS
 
     if _get(cfg, "split.name") not in SPLITS:
         raise ConfigError("split", f"unknown split {cfg.split.name!r}", f"use split={' | '.join(SPLITS)}")
@@ -60,7 +60,7 @@ def check(cfg: DictConfig) -> None:
             "search.scoring", f"{scoring!r} is not a scikit-learn scorer", "e.g. accuracy, f1_macro"
         )
     if cfg.stage == "compare":
-        from .compare import MODELS
+        from genre_hpc.stages.compare import MODELS
 
         unknown = sorted(set(_get(cfg, "compare.models")) - set(MODELS))
         if unknown:

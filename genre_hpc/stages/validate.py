@@ -18,10 +18,11 @@ import pyarrow as pa
 from distributed import Client
 from omegaconf import DictConfig
 
-from . import audio, config, corpus, manifest
-from .cluster import worker_slots
-from .errors import AudioError
-from .extract import write_atomic
+from genre_hpc.core.errors import AudioError
+from genre_hpc.flow import audio, corpus
+from genre_hpc.infra import config, manifest
+from genre_hpc.infra.cluster import worker_slots
+from genre_hpc.stages.extract import write_atomic
 
 log = logging.getLogger(__name__)
 

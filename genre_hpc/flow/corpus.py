@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig
 
-from . import demo
-from .errors import CorpusError
+from genre_hpc.core.errors import CorpusError
+from genre_hpc.flow import demo
 
 TRACK_COLUMNS = ["track_id", "path", "label", "size_bytes"]
 

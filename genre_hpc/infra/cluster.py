@@ -23,7 +23,7 @@ from dask.utils import parse_bytes, parse_timedelta
 from distributed import Client, LocalCluster
 from omegaconf import DictConfig
 
-from .errors import ClusterError, ConfigError
+from genre_hpc.core.errors import ClusterError, ConfigError
 
 log = logging.getLogger(__name__)
 
