@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from genre_hpc.core.atomic import atomic_path
+
 GENRES = (
     "blues", "classical", "country", "disco", "hiphop",
     "jazz", "metal", "pop", "reggae", "rock",
@@ -73,9 +75,8 @@ def generate(
                 continue
             rng = np.random.default_rng([seed, g, i])
             audio = synthesize(RECIPES[genre], rng, seconds=seconds, sample_rate=sample_rate)
-            tmp = path.with_name(f".{path.name}.tmp")
-            sf.write(tmp, audio, sample_rate, subtype="PCM_16", format="WAV")
-            tmp.replace(path)  # a killed generator never leaves a half-written clip
+            with atomic_path(path) as tmp:  # a killed generator never leaves a half-written clip
+                sf.write(tmp, audio, sample_rate, subtype="PCM_16", format="WAV")
     return paths
 
 

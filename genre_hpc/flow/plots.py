@@ -6,6 +6,8 @@ from pathlib import Path
 
 import matplotlib
 
+from genre_hpc.core.atomic import atomic_path
+
 matplotlib.use("Agg")  # batch jobs have no display
 
 import matplotlib.pyplot as plt  # noqa: E402
@@ -115,7 +117,10 @@ def correlation_png(corr, path: Path) -> Path:
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        # a figure is redrawn by the next run, so no fsync; the temporary name says nothing of the format
+        with atomic_path(path, durable=False) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
     return path

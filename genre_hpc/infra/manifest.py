@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from genre_hpc import __version__
+from genre_hpc.core.atomic import write_json
 from genre_hpc.flow.schema import FEATURE_VERSION
 
 LIBRARIES = (
@@ -39,16 +39,3 @@ def update(output_dir: Path, stage: str, record: dict[str, Any], *, config: dict
     manifest.update({"feature_version": FEATURE_VERSION, "versions": versions(), "config": config})
     manifest.setdefault("stages", {})[stage] = record
     write_json(output_dir / "manifest.json", manifest)
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write `data` as indented JSON, atomically: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_plain) + "\n")
-    tmp.replace(path)
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars as Python numbers, anything else as its text."""
-    return value.item() if hasattr(value, "item") else str(value)

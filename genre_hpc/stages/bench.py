@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from genre_hpc.core.atomic import atomic_path, write_text
 from genre_hpc.core.errors import ConfigError
 from genre_hpc.flow import corpus, demo, features, reference
 from genre_hpc.flow.features import FeatureParams
@@ -63,8 +64,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     with threadpool_limits(1):
         speed, ours, theirs = time_extractors(paths[: int(spec.speed_clips)], params, spec)
         parity = compare(ours, theirs, params, tolerance=float(spec.tolerance))
-    speed.to_csv(out / "speed.csv", index=False)
-    parity.to_csv(out / "parity.csv", index=False)
+    _write_csv(speed, out / "speed.csv")
+    _write_csv(parity, out / "parity.csv")
     _log_table("extractors, single process after warm-up", speed)
     _log_table("parity: largest relative difference over all segments", _parity_summary(parity))
     record["speed"] = speed.to_dict(orient="records")
@@ -72,10 +73,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     record["parity_ok"] = bool(parity.ok.all())
 
     scaling = sweep_workers(cfg, paths, params)
-    scaling.to_csv(out / "scaling.csv", index=False)
+    _write_csv(scaling, out / "scaling.csv")
     _log_table("distributed, worker sweep", scaling)
     schedulers = time_schedulers(cfg, paths, params, scaling)
-    schedulers.to_csv(out / "schedulers.csv", index=False)
+    _write_csv(schedulers, out / "schedulers.csv")
     _log_table("Dask schedulers, same files", schedulers)
     record["schedulers"] = schedulers.to_dict(orient="records")
     record["scaling"] = scaling.to_dict(orient="records")
@@ -85,7 +86,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     record["memory_vs_length"] = memory_probe(cfg, paths[0], out)
     _log_table("peak memory against file length", pd.DataFrame(record["memory_vs_length"]))
     plot(schedulers, scaling, out / "scaling.png")
-    (out / "bench.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    write_text(out / "bench.json", json.dumps(record, indent=2, default=str) + "\n")
     manifest.update(config.output_dir(cfg), "bench", record, config=config.plain(cfg))
     log.info("bench: results in %s", out)
     return record
@@ -372,11 +373,12 @@ def memory_probe(cfg: DictConfig, path: str, out: Path) -> list[dict[str, Any]]:
     long_path = out / "long-files" / f"{Path(path).stem}.x{minutes:g}min.wav"
     if not long_path.exists():
         long_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = long_path.with_name(f".{long_path.name}.tmp")
-        with sf.SoundFile(tmp, "w", samplerate=sr, channels=1, subtype="PCM_16", format="WAV") as f:
+        with (
+            atomic_path(long_path) as tmp,
+            sf.SoundFile(tmp, "w", samplerate=sr, channels=1, subtype="PCM_16", format="WAV") as f,
+        ):
             for _ in range(math.ceil(minutes * 60 / (len(clip) / sr))):
                 f.write(clip)
-        tmp.replace(long_path)
     env = {"NUMBA_CACHE_DIR": _numba_cache(cfg)}
     rows = []
     for label, p in (("short", path), ("long", str(long_path))):
@@ -408,8 +410,11 @@ def plot(schedulers: pd.DataFrame, scaling: pd.DataFrame, path: Path) -> None:
     for ax in axes[1:]:
         ax.set_xticks(list(scaling.workers))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        with atomic_path(path, durable=False) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)
 
 
 def machine() -> dict[str, Any]:
@@ -431,6 +436,11 @@ def machine() -> dict[str, Any]:
 
 def _command() -> str:
     return " ".join(["genre-hpc", "bench", *sys.argv[1:]])
+
+
+def _write_csv(table: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
 
 
 def _log_table(title: str, table: pd.DataFrame) -> None:

@@ -19,6 +19,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from xgboost import XGBClassifier, XGBRFClassifier
 
+from genre_hpc.core.atomic import atomic_path, write_json
 from genre_hpc.flow import plots
 from genre_hpc.infra import config, manifest
 from genre_hpc.stages import train
@@ -83,9 +84,10 @@ def run(cfg: DictConfig, client: Client) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     out = config.output_dir(cfg) / "compare" / data.split.name
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "comparison.csv", index=False)
+    with atomic_path(out / "comparison.csv") as tmp:
+        table.to_csv(tmp, index=False)
     summary = {"split": data.split.summary(), "label": data.split.label(), "models": rows}
-    manifest.write_json(out / "comparison.json", summary)
+    write_json(out / "comparison.json", summary)
     plots.comparison_png(table, out / "comparison.png", title=f"test side of the {data.split.label()}")
     manifest.update(
         config.output_dir(cfg),

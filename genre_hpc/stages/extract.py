@@ -11,9 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
-import uuid
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from distributed import Client, as_completed
 from omegaconf import DictConfig
 
 from genre_hpc import __version__
+from genre_hpc.core.atomic import atomic_path
 from genre_hpc.core.errors import AudioError, ConfigError, DatasetError
 from genre_hpc.flow import audio, corpus, dataset, features
 from genre_hpc.flow.features import FeatureParams
@@ -237,11 +236,8 @@ def _read_error_parts(out: Path) -> pd.DataFrame:
 
 
 def write_atomic(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # a dot name is invisible to Parquet dataset readers until the rename publishes it
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
 
 
 def _metadata(params: FeatureParams, corpus_root: str) -> dict[bytes, bytes]:

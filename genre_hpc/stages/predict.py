@@ -13,6 +13,7 @@ import pandas as pd
 import xgboost
 from omegaconf import DictConfig
 
+from genre_hpc.core.atomic import atomic_path, write_text
 from genre_hpc.core.errors import AudioError, ConfigError, ModelError
 from genre_hpc.flow.audio import SUPPORTED_EXTENSIONS
 from genre_hpc.flow.features import FeatureParams
@@ -77,8 +78,9 @@ def run(cfg: DictConfig) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     out = config.output_dir(cfg) / "predictions"
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "predictions.csv", index=False)
-    (out / "predictions.json").write_text(table.to_json(orient="records", indent=2) + "\n")
+    with atomic_path(out / "predictions.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    write_text(out / "predictions.json", table.to_json(orient="records", indent=2) + "\n")
     log.info("predict: %d files, %d unreadable; written to %s", len(table), table.error.notna().sum(), out)
     return table
 

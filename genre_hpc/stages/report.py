@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 from omegaconf import DictConfig
 
+from genre_hpc.core.atomic import write_bytes, write_text
 from genre_hpc.flow import plots
 from genre_hpc.flow.audio import iter_segments
 from genre_hpc.flow.dataset import feature_columns, feature_info
@@ -42,7 +43,7 @@ def run(cfg: DictConfig, client: Any = None) -> Path:
         _timings(record),
     ]
     page = folder / "index.html"
-    page.write_text(_page([s for s in sections if s]))
+    write_text(page, _page([s for s in sections if s]), durable=False)
     log.info("report: %s", page)
     return page
 
@@ -134,7 +135,7 @@ def _model(out: Path, folder: Path, title: str, metrics_path: Path, confusion: P
         f"{html.escape(split['description'])}</p>"
     )
     if confusion.exists():
-        (folder / f"{title}_confusion.png").write_bytes(confusion.read_bytes())
+        write_bytes(folder / f"{title}_confusion.png", confusion.read_bytes(), durable=False)
         body += _img(f"{title}_confusion.png", "confusion matrix (tracks)")
     per_genre = pd.DataFrame(metrics["classification_report_tracks"]).T
     per_genre = per_genre.loc[[c for c in metrics["classes"] if c in per_genre.index]]
@@ -150,7 +151,7 @@ def _tuning(out: Path, folder: Path) -> str:
         return ""
     best = json.loads((tune / "best_params.json").read_text())
     results = pd.read_csv(tune / "cv_results.csv")
-    (folder / "cv_results.png").write_bytes((tune / "cv_results.png").read_bytes())
+    write_bytes(folder / "cv_results.png", (tune / "cv_results.png").read_bytes(), durable=False)
     columns = [c for c in results.columns if c.startswith("param_")] + ["mean_test_score", "std_test_score"]
     body = f"<p>{html.escape(best['cv'])}; best {html.escape(json.dumps(best['best_params']))}</p>"
     body += _img("cv_results.png", "grid search") + _table(results.sort_values("rank_test_score")[columns])
@@ -164,7 +165,7 @@ def _comparison(cfg: DictConfig, folder: Path) -> str:
     for name, summary in found.items():
         table = pd.DataFrame(summary["models"]).drop(columns=["split", "leaky"])
         png = config.output_dir(cfg) / "compare" / name / "comparison.png"
-        (folder / f"comparison_{name}.png").write_bytes(png.read_bytes())
+        write_bytes(folder / f"comparison_{name}.png", png.read_bytes(), durable=False)
         leak = " class=leak" if summary["split"]["leaky"] else ""
         body += f"<h3{leak}>{html.escape(summary['label'])}</h3>"
         body += _table(table.round(3)) + _img(f"comparison_{name}.png", summary["label"])

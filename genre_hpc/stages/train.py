@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 from xgboost.dask import DaskXGBClassifier
 
+from genre_hpc.core.atomic import write_bytes, write_json
 from genre_hpc.core.errors import DatasetError
 from genre_hpc.flow import dataset, plots
 from genre_hpc.flow.schema import FEATURE_VERSION
@@ -38,7 +39,7 @@ def run(cfg: DictConfig, client: Client) -> dict[str, Any]:
     params = OmegaConf.to_container(cfg.model.params, resolve=True)
     metrics = fit_and_evaluate(client, data, params=params, model_dir=out / "model")
     metrics["wall_seconds"] = time.perf_counter() - started
-    manifest.write_json(out / "metrics.json", metrics)
+    write_json(out / "metrics.json", metrics)
     plots.confusion_matrix_png(
         np.array(metrics["confusion_matrix_tracks"]),
         metrics["classes"],
@@ -169,9 +170,9 @@ def save_model(
     std: pd.Series,
 ) -> None:
     """The booster in XGBoost's UBJ format plus what prediction needs to use it."""
-    model_dir.mkdir(parents=True, exist_ok=True)
-    model.get_booster().save_model(str(model_dir / MODEL_FILE))
-    manifest.write_json(
+    # the booster as the bytes save_model writes to a .ubj file, published whole
+    write_bytes(model_dir / MODEL_FILE, bytes(model.get_booster().save_raw(raw_format="ubj")))
+    write_json(
         model_dir / PREPROCESS_FILE,
         {
             "feature_version": FEATURE_VERSION,

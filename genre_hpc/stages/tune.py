@@ -16,6 +16,7 @@ from sklearn.exceptions import FitFailedWarning
 from sklearn.model_selection import ParameterGrid, StratifiedKFold
 from xgboost import XGBClassifier
 
+from genre_hpc.core.atomic import atomic_path, write_json
 from genre_hpc.core.errors import DatasetError
 from genre_hpc.flow import plots
 from genre_hpc.flow.split import LEAK_WARNING, grouped_folds
@@ -78,7 +79,8 @@ def run(cfg: DictConfig, client: Client) -> dict[str, Any]:
             f"({', '.join(map(str, failed.params.head(3)))}): check search.grid and model.params"
         )
     tune_dir.mkdir(parents=True, exist_ok=True)
-    results.to_csv(tune_dir / "cv_results.csv", index=False)
+    with atomic_path(tune_dir / "cv_results.csv") as tmp:
+        results.to_csv(tmp, index=False)
     # refit=False (the final fit is xgboost.dask's), so read the winner off the table
     best_row = results.loc[results.rank_test_score.idxmin()]
     best = dict(best_row.params)
@@ -89,13 +91,13 @@ def run(cfg: DictConfig, client: Client) -> dict[str, Any]:
         "cv": fold_kind,
         "search_seconds": search_seconds,
     }
-    manifest.write_json(tune_dir / "best_params.json", summary)
+    write_json(tune_dir / "best_params.json", summary)
     plots.cv_results_png(results, tune_dir / "cv_results.png", scoring=cfg.search.scoring)
 
     metrics = train.fit_and_evaluate(client, data, params={**base, **best}, model_dir=tune_dir / "model")
     metrics["tuning"] = summary
     metrics["wall_seconds"] = time.perf_counter() - started
-    manifest.write_json(tune_dir / "metrics.json", metrics)
+    write_json(tune_dir / "metrics.json", metrics)
     manifest.update(
         out,
         "tune",
