@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import xgboost
 
-from .conftest import run_cli
+from .helpers import run_cli
 
 
 @pytest.fixture(scope="module")

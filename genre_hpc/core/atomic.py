@@ -62,6 +62,22 @@ def write_json(path: str | Path, data: Any) -> Path:
     return write_text(path, json.dumps(data, indent=2, sort_keys=True, default=_plain) + "\n")
 
 
+def write_parquet(path: str | Path, table: Any) -> Path:
+    """Write a pyarrow Table as one zstd-compressed Parquet file, atomically."""
+    import pyarrow.parquet as pq  # deferred: the writer itself needs no pyarrow
+
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    return Path(path)
+
+
+def write_csv(path: str | Path, frame: Any) -> Path:
+    """Write a pandas DataFrame as CSV without its index, atomically."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+    return Path(path)
+
+
 def _plain(value: Any) -> Any:
     """numpy scalars as Python numbers, anything else as its text."""
     return value.item() if hasattr(value, "item") else str(value)

@@ -1,15 +1,17 @@
-"""Finds the corpus (data.root, or the generated demo) and walks its genre folders into a table of tracks."""
+"""Finds the audio: the corpus (data.root, or the generated demo) as a table of tracks, or files named."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from omegaconf import DictConfig
 
-from genre_hpc.core.errors import CorpusError
+from genre_hpc.core.errors import ConfigError, CorpusError
 from genre_hpc.flow import demo
+from genre_hpc.flow.audio import SUPPORTED_EXTENSIONS
 
 TRACK_COLUMNS = ["track_id", "path", "label", "size_bytes"]
 
@@ -70,3 +72,20 @@ def resolve_root(cfg: DictConfig) -> Path:
         seed=spec.seed,
     )
     return root
+
+
+def audio_files(inputs: Any) -> list[Path]:
+    """Files named on the command line (`inputs`); folders are searched for audio files."""
+    if inputs is None or (isinstance(inputs, str) and not inputs):
+        raise ConfigError("inputs", "is empty", "e.g. inputs=[a.mp3,b.flac] or inputs=/path/to/folder")
+    items = [inputs] if isinstance(inputs, str) else list(inputs)
+    files: list[Path] = []
+    for item in items:
+        path = Path(str(item)).expanduser()
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in SUPPORTED_EXTENSIONS)
+        else:
+            files.append(path)  # a missing file gets its own error row, not a stop
+    if not files:
+        raise ConfigError("inputs", f"no audio files ({', '.join(SUPPORTED_EXTENSIONS)}) in {items}")
+    return files

@@ -115,12 +115,30 @@ def correlation_png(corr, path: Path) -> Path:
     return _save(fig, path)
 
 
-def _save(fig, path: Path) -> Path:
+def scaling_png(schedulers, scaling, path: Path) -> Path:
+    """The bench's Dask schedulers on the same files, and speedup and efficiency over worker counts."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    axes[0].bar(schedulers.scheduler, schedulers.seconds, color="tab:blue")
+    axes[0].set(title="Dask schedulers, same files", ylabel="seconds")
+    if "speedup" in scaling:
+        axes[1].plot(scaling.workers, scaling.speedup, "o-", label="measured")
+        axes[1].plot(scaling.workers, scaling.workers, "--", color="grey", label="ideal")
+        axes[1].set(title="speedup (distributed)", xlabel="workers", ylabel="T(1) / T(n)")
+        axes[1].legend()
+        axes[2].plot(scaling.workers, scaling.efficiency, "o-")
+        axes[2].axhline(0.9, ls=":", color="grey")
+        axes[2].set(title="parallel efficiency", xlabel="workers", ylabel="speedup / workers", ylim=(0, 1.1))
+    for ax in axes[1:]:
+        ax.set_xticks(list(scaling.workers))
+    return _save(fig, path, dpi=110)
+
+
+def _save(fig, path: Path, *, dpi: float | None = None) -> Path:
     fig.tight_layout()
     try:
         # a figure is redrawn by the next run, so no fsync; the temporary name says nothing of the format
         with atomic_path(path, durable=False) as tmp:
-            fig.savefig(tmp, format="png")
+            fig.savefig(tmp, format="png", dpi=dpi)
     finally:
         plt.close(fig)
     return path

@@ -3,7 +3,7 @@
 Every feature function gets the chunk's samples (`y=`) and computes its own STFT (about ten
 per chunk); HPSS is librosa's, median filters on the full-resolution spectrogram; tempo comes
 from librosa's tempo estimator per chunk; chroma re-estimates the tuning per chunk. It returns the same
-named columns as `features.extract` (schema.feature_names), so the two can be compared value
+named columns as `features.compute` (schema.feature_names), so the two can be compared value
 by value. Slow on purpose: it is never used to build a dataset.
 """
 
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from genre_hpc.flow.features import FeatureParams
+from genre_hpc.flow import audio
+from genre_hpc.flow.params import FeatureParams
 
 
 def extract_chunk(y: np.ndarray, *, params: FeatureParams) -> np.ndarray:
@@ -55,9 +56,7 @@ def extract_chunk(y: np.ndarray, *, params: FeatureParams) -> np.ndarray:
 
 
 def track_features(path: str, *, params: FeatureParams) -> np.ndarray:
-    """One row per whole segment of the file (the segments `extract.track_features` uses)."""
-    from genre_hpc.flow import audio
-
+    """One row per whole segment of the file (the segments `track.track_features` uses)."""
     rows = []
     for block in audio.iter_segments(
         path,

@@ -1,41 +1,52 @@
-"""Reads and updates manifest.json: what produced an output folder (config, versions, counts, timings)."""
+"""manifest.json: what produced an output folder (config, versions, counts) and how long each stage took."""
 
 from __future__ import annotations
 
 import json
-import platform
-from importlib import metadata
-from pathlib import Path
+import time
 from typing import Any
 
-from genre_hpc import __version__
+from omegaconf import DictConfig, OmegaConf
+
 from genre_hpc.core.atomic import write_json
+from genre_hpc.core.layout import OutputLayout
+from genre_hpc.core.versions import versions
 from genre_hpc.flow.schema import FEATURE_VERSION
 
-LIBRARIES = (
-    "dask", "distributed", "dask-jobqueue", "dask-ml", "librosa", "numpy", "pandas",
-    "pyarrow", "scikit-learn", "xgboost", "hydra-core", "soundfile", "soxr",
-)  # fmt: skip
+
+def read(out: OutputLayout) -> dict[str, Any]:
+    """The manifest so far (empty before any stage has recorded itself)."""
+    return json.loads(out.manifest.read_text()) if out.manifest.exists() else {}
 
 
-def versions() -> dict[str, str]:
-    found = {"genre-hpc": __version__, "python": platform.python_version()}
-    for name in LIBRARIES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = "not installed"
-    return found
-
-
-def read(output_dir: Path) -> dict[str, Any]:
-    path = output_dir / "manifest.json"
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def update(output_dir: Path, stage: str, record: dict[str, Any], *, config: dict[str, Any]) -> None:
+def update(out: OutputLayout, stage: str, record: dict[str, Any], *, config: dict[str, Any]) -> None:
     """Merge one stage's record into manifest.json (written atomically)."""
-    manifest = read(output_dir)
+    manifest = read(out)
     manifest.update({"feature_version": FEATURE_VERSION, "versions": versions(), "config": config})
     manifest.setdefault("stages", {})[stage] = record
-    write_json(output_dir / "manifest.json", manifest)
+    write_json(out.manifest, manifest)
+
+
+def plain(cfg: DictConfig) -> dict[str, Any]:
+    """The config as plain data for manifests (interpolations resolved, Hydra's own keys left out)."""
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+class StageTimer:
+    """Times one stage from its start and records it, with its wall time, in manifest.json."""
+
+    def __init__(self, out: OutputLayout, cfg: DictConfig) -> None:
+        self.out = out
+        self.cfg = cfg
+        self.started = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        """Wall seconds since the stage started."""
+        return time.perf_counter() - self.started
+
+    def finish(self, stage: str, record: dict[str, Any]) -> dict[str, Any]:
+        """Record `record` as `stage` (its `wall_seconds` set, unless the stage set it) and return it."""
+        record.setdefault("wall_seconds", self.seconds)
+        update(self.out, stage, record, config=plain(self.cfg))
+        return record

@@ -2,46 +2,28 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import time
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from distributed import Client
 from omegaconf import DictConfig
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.neighbors import KNeighborsClassifier
-from sklearn.neural_network import MLPClassifier
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVC
-from xgboost import XGBClassifier, XGBRFClassifier
 
-from genre_hpc.core.atomic import atomic_path, write_json
+from genre_hpc.core.atomic import write_csv, write_json
+from genre_hpc.core.layout import OutputLayout
 from genre_hpc.flow import plots
-from genre_hpc.infra import config, manifest
-from genre_hpc.stages import train
+from genre_hpc.flow.lineup import fit_and_predict
+from genre_hpc.flow.metrics import evaluate
+from genre_hpc.flow.trainset import TrainingData
+from genre_hpc.infra import manifest
 
 log = logging.getLogger(__name__)
 
-# The origin study's lineup; settings are common defaults, one thread per fit (the cluster
-# provides the parallelism, one model per task).
-MODELS = {
-    "knn": lambda seed: KNeighborsClassifier(n_neighbors=5),
-    "random_forest": lambda seed: RandomForestClassifier(n_estimators=300, n_jobs=1, random_state=seed),
-    "svm": lambda seed: SVC(C=10.0, probability=True, random_state=seed),
-    "mlp": lambda seed: MLPClassifier(hidden_layer_sizes=(256, 128), max_iter=400, random_state=seed),
-    "xgboost": lambda seed: XGBClassifier(n_estimators=300, max_depth=6, n_jobs=1, random_state=seed),
-    "xgboost_rf": lambda seed: XGBRFClassifier(n_estimators=300, max_depth=8, n_jobs=1, random_state=seed),
-}
 
-
-def run(cfg: DictConfig, client: Client) -> pd.DataFrame:
+def run(cfg: DictConfig, client: Client, out: OutputLayout) -> pd.DataFrame:
     """Fit every model in `compare.models` on the split's train side; score its test side."""
-    started = time.perf_counter()
-    data = train.prepare(cfg)
+    timer = manifest.StageTimer(out, cfg)
+    data = TrainingData(out, cfg.split)
     names = list(cfg.compare.models)  # checked by config.check
     tr, te = data.side("train").compute(), data.side("test").compute()
     x_train = client.scatter(tr[data.names].to_numpy(np.float32), broadcast=True)
@@ -64,7 +46,7 @@ def run(cfg: DictConfig, client: Client) -> pd.DataFrame:
     rows = []
     for name, future in futures.items():
         proba, fit_seconds = future.result()
-        scores = train.evaluate(proba, ids, data.classes)
+        scores = evaluate(proba, ids, data.classes)
         rows.append(
             {
                 "model": name,
@@ -82,40 +64,9 @@ def run(cfg: DictConfig, client: Client) -> pd.DataFrame:
             name, data.split.label(), scores["segment_accuracy"], scores["track_accuracy"], fit_seconds,
         )  # fmt: skip
     table = pd.DataFrame(rows)
-    out = config.output_dir(cfg) / "compare" / data.split.name
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "comparison.csv") as tmp:
-        table.to_csv(tmp, index=False)
-    summary = {"split": data.split.summary(), "label": data.split.label(), "models": rows}
-    write_json(out / "comparison.json", summary)
-    plots.comparison_png(table, out / "comparison.png", title=f"test side of the {data.split.label()}")
-    manifest.update(
-        config.output_dir(cfg),
-        f"compare_{data.split.name}",
-        {"models": rows, "split": data.split.summary(), "wall_seconds": time.perf_counter() - started},
-        config=config.plain(cfg),
-    )
+    files = out.comparison(data.split.name)
+    write_csv(files.table, table)
+    write_json(files.summary, {"split": data.split.summary(), "label": data.split.label(), "models": rows})
+    plots.comparison_png(table, files.figure, title=f"test side of the {data.split.label()}")
+    timer.finish(f"compare_{data.split.name}", {"models": rows, "split": data.split.summary()})
     return table
-
-
-def fit_and_predict(
-    name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, *, n_classes: int, seed: int
-) -> tuple[np.ndarray, float]:
-    """Fit one model (standardised inputs) and return its test probabilities; runs on a worker."""
-    model = make_pipeline(StandardScaler(), MODELS[name](seed))
-    started = time.perf_counter()
-    model.fit(x_train, y_train)
-    fit_seconds = time.perf_counter() - started
-    proba = model.predict_proba(x_test)
-    # a class absent from the training side has no column; put one back for every class
-    full = np.zeros((len(x_test), n_classes))
-    full[:, model.classes_] = proba
-    return full, fit_seconds
-
-
-def results(cfg: DictConfig) -> dict[str, Any]:
-    """Every comparison written under output.dir, by split name."""
-    found = {}
-    for path in sorted((config.output_dir(cfg) / "compare").glob("*/comparison.json")):
-        found[path.parent.name] = json.loads(path.read_text())
-    return found

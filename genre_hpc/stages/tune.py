@@ -16,22 +16,21 @@ from sklearn.exceptions import FitFailedWarning
 from sklearn.model_selection import ParameterGrid, StratifiedKFold
 from xgboost import XGBClassifier
 
-from genre_hpc.core.atomic import atomic_path, write_json
+from genre_hpc.core.atomic import write_csv, write_json
 from genre_hpc.core.errors import DatasetError
-from genre_hpc.flow import plots
+from genre_hpc.core.layout import OutputLayout
+from genre_hpc.flow import model, plots
 from genre_hpc.flow.split import LEAK_WARNING, grouped_folds
-from genre_hpc.infra import config, manifest
-from genre_hpc.stages import train
+from genre_hpc.flow.trainset import TrainingData
+from genre_hpc.infra import manifest
 
 log = logging.getLogger(__name__)
 
 
-def run(cfg: DictConfig, client: Client) -> dict[str, Any]:
+def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
     """Search `search.grid` on the training tracks; train and score the best on the test tracks."""
-    started = time.perf_counter()
-    out = config.output_dir(cfg)
-    tune_dir = out / "tune"
-    data = train.prepare(cfg)
+    timer = manifest.StageTimer(out, cfg)
+    data = TrainingData(out, cfg.split)
     base = OmegaConf.to_container(cfg.model.params, resolve=True)
     grid = OmegaConf.to_container(cfg.search.grid, resolve=True)
 
@@ -78,9 +77,7 @@ def run(cfg: DictConfig, client: Client) -> dict[str, Any]:
             f"{len(failed)} of {len(results)} grid candidates failed to fit "
             f"({', '.join(map(str, failed.params.head(3)))}): check search.grid and model.params"
         )
-    tune_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(tune_dir / "cv_results.csv") as tmp:
-        results.to_csv(tmp, index=False)
+    write_csv(out.cv_results, results)
     # refit=False (the final fit is xgboost.dask's), so read the winner off the table
     best_row = results.loc[results.rank_test_score.idxmin()]
     best = dict(best_row.params)
@@ -91,15 +88,14 @@ def run(cfg: DictConfig, client: Client) -> dict[str, Any]:
         "cv": fold_kind,
         "search_seconds": search_seconds,
     }
-    write_json(tune_dir / "best_params.json", summary)
-    plots.cv_results_png(results, tune_dir / "cv_results.png", scoring=cfg.search.scoring)
+    write_json(out.best_params, summary)
+    plots.cv_results_png(results, out.cv_figure, scoring=cfg.search.scoring)
 
-    metrics = train.fit_and_evaluate(client, data, params={**base, **best}, model_dir=tune_dir / "model")
+    metrics = model.fit_and_evaluate(client, data, params={**base, **best}, files=out.tune_model)
     metrics["tuning"] = summary
-    metrics["wall_seconds"] = time.perf_counter() - started
-    write_json(tune_dir / "metrics.json", metrics)
-    manifest.update(
-        out,
+    metrics["wall_seconds"] = timer.seconds
+    write_json(out.tune_metrics, metrics)
+    timer.finish(
         "tune",
         {
             **summary,
@@ -107,8 +103,7 @@ def run(cfg: DictConfig, client: Client) -> dict[str, Any]:
             "track_accuracy": metrics["track_accuracy"],
             "split": metrics["split"],
             "wall_seconds": metrics["wall_seconds"],
-        },  # fmt: skip
-        config=config.plain(cfg),
+        },
     )
     log.info(
         "tune: best %s (cv %s %.3f); %s, test side: segment accuracy %.3f, "

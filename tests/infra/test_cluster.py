@@ -1,4 +1,4 @@
-"""The cluster module without SLURM: configs compose, the SLURM worker job script renders as configured."""
+"""The cluster package without SLURM: configs compose, the SLURM worker job script renders as configured."""
 
 from __future__ import annotations
 
@@ -10,33 +10,30 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_module
-from omegaconf import DictConfig
+from dask.utils import parse_timedelta
 
 from genre_hpc.core.errors import ConfigError
-from genre_hpc.infra import cluster, config
+from genre_hpc.infra import config
+from genre_hpc.infra.cluster import connect, slurm
 
-
-def compose_cfg(*overrides: str, stage: str = "extract") -> DictConfig:
-    with initialize_config_module("genre_hpc.conf", version_base="1.3"):
-        return compose(stage, overrides=list(overrides))
+from ..helpers import make_config
 
 
 def job_script(tmp_path: Path, *overrides: str) -> tuple[str, dict]:
-    cfg = compose_cfg("cluster=slurm", f"output.dir={tmp_path}", *overrides)
+    cfg = make_config("extract", ["cluster=slurm", f"output.dir={tmp_path}", *overrides])
     config.check(cfg)
-    with cluster.slurm_cluster(cfg) as slurm:
-        script = slurm.job_script()
+    with slurm.slurm_cluster(cfg) as built:
+        script = built.job_script()
         credentials = sorted(tmp_path.glob(".dask-tls-*"))
-        http_port = slurm.scheduler.http_server.port
+        http_port = built.scheduler.http_server.port
         seen = {
             "credentials": credentials,
             "modes": [d.stat().st_mode & 0o777 for d in credentials],
             "files": sorted(p.name for d in credentials for p in d.iterdir()),
-            "address": slurm.scheduler_address,
+            "address": built.scheduler_address,
             "status_page": _http_status(f"http://127.0.0.1:{http_port}/status"),
             "http_bound_to": {
-                sock.getsockname()[0] for sock in slurm.scheduler.http_server._sockets.values()
+                sock.getsockname()[0] for sock in built.scheduler.http_server._sockets.values()
             },
         }
     seen["left_after_close"] = sorted(tmp_path.glob(".dask-tls-*"))
@@ -54,7 +51,7 @@ def _http_status(url: str) -> int:
 @pytest.mark.parametrize("kind", ["local", "slurm", "slurm_runner"])
 @pytest.mark.parametrize("stage", ["extract", "train", "tune", "run"])
 def test_every_cluster_option_composes_and_checks(kind: str, stage: str) -> None:
-    cfg = compose_cfg(f"cluster={kind}", stage=stage)
+    cfg = make_config(stage, [f"cluster={kind}"])
     config.check(cfg)
     assert cfg.cluster.kind == kind
 
@@ -130,7 +127,7 @@ def test_workers_retire_a_margin_before_the_walltime(
     lifetime_s, stagger_s = int(match.group(1)), int(match.group(2))
     assert lifetime_s == lifetime
     # the latest a worker retires is still `margin` before SLURM's kill
-    assert lifetime_s + stagger_s <= cluster.walltime_seconds(walltime) - cluster.parse_timedelta(margin)
+    assert lifetime_s + stagger_s <= slurm.walltime_seconds(walltime) - parse_timedelta(margin)
 
 
 def test_lifetime_can_be_turned_off(tmp_path: Path) -> None:
@@ -154,7 +151,7 @@ def test_lifetime_can_be_turned_off(tmp_path: Path) -> None:
     ],
 )
 def test_check_names_the_key_that_cannot_work(overrides: list[str], key: str) -> None:
-    cfg = compose_cfg("cluster=slurm", *overrides)
+    cfg = make_config("extract", ["cluster=slurm", *overrides])
     with pytest.raises(ConfigError) as caught:
         config.check(cfg)
     assert caught.value.key == key
@@ -172,7 +169,7 @@ def test_check_names_the_key_that_cannot_work(overrides: list[str], key: str) ->
     ],
 )
 def test_walltime_formats(text: str, seconds: int) -> None:
-    assert cluster.walltime_seconds(text) == seconds
+    assert slurm.walltime_seconds(text) == seconds
 
 
 def test_tls_by_default_with_private_credentials_deleted_on_close(tmp_path: Path) -> None:
@@ -206,8 +203,8 @@ def test_dashboard_is_off_unless_asked_for(tmp_path: Path) -> None:
     # is off unless asked for. (Whether /status then answers 404 was seen to vary from process
     # to process, so the test reads the scheduler's options instead.)
     out = tmp_path.resolve()
-    default = cluster.slurm_kwargs(
-        compose_cfg("cluster=slurm", f"output.dir={out}").cluster, out=out, credentials=None
+    default = slurm.slurm_kwargs(
+        make_config("extract", ["cluster=slurm", f"output.dir={out}"]).cluster, out=out, credentials=None
     )
     assert default["scheduler_options"]["dashboard"] is False
     _, seen = job_script(tmp_path)
@@ -218,14 +215,17 @@ def test_dashboard_is_off_unless_asked_for(tmp_path: Path) -> None:
 
 def test_job_script_is_one_flag_away(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """print_job_script logs the script before anything is submitted; a refused job fails at once."""
-    cfg = compose_cfg(
-        "cluster=slurm",
-        f"output.dir={tmp_path}",
-        "cluster.print_job_script=true",
-        "cluster.queue=no-such-queue",
+    cfg = make_config(
+        "extract",
+        [
+            "cluster=slurm",
+            f"output.dir={tmp_path}",
+            "cluster.print_job_script=true",
+            "cluster.queue=no-such-queue",
+        ],
     )
     caplog.set_level(logging.INFO, logger="genre_hpc")
-    with pytest.raises(Exception), cluster.connect(cfg):  # noqa: B017 - refused by SLURM, or no sbatch here
+    with pytest.raises(Exception), connect(cfg):  # noqa: B017 - refused by SLURM, or no sbatch here
         pass
     assert "#SBATCH -p no-such-queue" in caplog.text
     assert "dask_worker" in caplog.text

@@ -1,5 +1,3 @@
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,6 +5,8 @@ from omegaconf import OmegaConf
 
 from genre_hpc.core.errors import DatasetError
 from genre_hpc.flow.split import LEAK_WARNING, grouped_folds, make_split, read_lists
+
+from ..helpers import CONF
 
 
 def _tracks(per_genre=10, genres=("a", "b", "c")):
@@ -119,7 +119,7 @@ def test_too_few_tracks_per_genre_for_the_folds_is_a_clear_error():
 
 
 def test_shipped_gtzan_fault_filtered_lists_resolve_against_an_au_corpus():
-    spec = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "split" / "gtzan_filtered.yaml")
+    spec = OmegaConf.load(CONF / "split" / "gtzan_filtered.yaml")
     lists = read_lists(spec)
     assert lists.split.value_counts().to_dict() == {"train": 443, "test": 290, "valid": 197}
     assert not lists.file.duplicated().any()  # each file on one side only

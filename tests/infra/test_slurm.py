@@ -17,12 +17,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_module
 
+from genre_hpc.core.errors import ClusterError
 from genre_hpc.flow import demo
-from genre_hpc.infra import cluster, config
+from genre_hpc.infra import config
+from genre_hpc.infra.cluster import connect
 
-REPO = Path(__file__).resolve().parents[1]
+from ..helpers import REPO, make_config
+
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # what the worker jobs' prologue uses: a warm librosa JIT cache shared by local and SLURM runs here
 NUMBA_CACHE = Path(os.environ.get("TMPDIR", "/tmp")) / f"genre-hpc-{getpass.getuser()}" / "numba"
@@ -248,7 +250,7 @@ def test_tls_refuses_a_client_without_the_credentials(
 ) -> None:
     worker = names("worker")
     cfg = _compose("cluster=slurm", f"output.dir={tmp_path}", "cluster.jobs=1", f"cluster.job_name={worker}")
-    with cluster.connect(cfg) as client:
+    with connect(cfg) as client:
         address = client.scheduler.address
         assert address.startswith("tls://")
         assert client.submit(sum, [40, 2]).result(timeout=60) == 42  # the run's own client works
@@ -271,8 +273,8 @@ def test_wrong_queue_fails_at_once_naming_the_keys(
     )
     started = time.perf_counter()
     with (
-        pytest.raises(cluster.ClusterError, match=r"invalid partition.*cluster\.queue"),
-        cluster.connect(cfg),
+        pytest.raises(ClusterError, match=r"invalid partition.*cluster\.queue"),
+        connect(cfg),
     ):
         pass
     assert time.perf_counter() - started < 30
@@ -289,8 +291,8 @@ def test_workers_that_never_connect_time_out_and_are_cancelled(
         "cluster.job_extra_directives=['--begin=now+1hour']", f"cluster.job_name={worker}",
     )  # fmt: skip
     with (
-        pytest.raises(cluster.ClusterError, match=r"connect_timeout=5.*PENDING.*cluster\.queue"),
-        cluster.connect(cfg),
+        pytest.raises(ClusterError, match=r"connect_timeout=5.*PENDING.*cluster\.queue"),
+        connect(cfg),
     ):
         pass
     _assert_no_jobs_left(worker)
@@ -328,8 +330,7 @@ def _env() -> dict[str, str]:
 
 
 def _compose(*overrides: str):
-    with initialize_config_module("genre_hpc.conf", version_base="1.3"):
-        cfg = compose("extract", overrides=list(overrides))
+    cfg = make_config("extract", list(overrides))
     config.check(cfg)
     return cfg
 

@@ -1,13 +1,12 @@
-from pathlib import Path
+"""Config checks: every stage and group composes and passes; a wrong value names its key."""
 
 import pytest
 
 from genre_hpc.core.errors import ConfigError
 from genre_hpc.infra import config
 
-from .conftest import make_config, run_cli
+from ..helpers import CONF, make_config
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 STAGES = ["extract", "train", "tune", "run", "demo-data"]
 GROUPS = {
     group.name: sorted(p.stem for p in group.glob("*.yaml")) for group in CONF.iterdir() if group.is_dir()
@@ -54,34 +53,6 @@ def test_wrong_values_name_their_key(override, key, tmp_path):
         config.check(cfg)
     assert info.value.key == key
     assert f"`{key}`" in str(info.value)
-
-
-def test_cli_reports_a_wrong_value_in_one_line_without_traceback(tmp_path):
-    result = run_cli("extract", f"output.dir={tmp_path}", "cluster.n_workers=0", cwd=tmp_path, check=False)
-    assert result.returncode == 2
-    assert "cluster.n_workers" in result.stderr + result.stdout
-    assert "Traceback" not in result.stderr + result.stdout
-
-
-def test_cli_stops_on_a_missing_corpus_with_one_message(tmp_path):
-    result = run_cli(
-        "extract", f"output.dir={tmp_path}/out", f"data.root={tmp_path}/nope", cwd=tmp_path, check=False
-    )
-    assert result.returncode == 2
-    assert "data.root" in result.stderr and "does not exist" in result.stderr
-    assert "Traceback" not in result.stderr
-
-
-def test_cli_help_lists_stages_and_hydra_help_works(tmp_path):
-    assert "extract" in run_cli("--help").stdout
-    assert "cluster" in run_cli("train", "--help", cwd=tmp_path).stdout
-    shown = run_cli("extract", "--cfg", "job", "cluster.n_workers=3", cwd=tmp_path).stdout
-    assert "n_workers: 3" in shown
-
-
-def test_unknown_stage_is_refused(tmp_path):
-    result = run_cli("fly", cwd=tmp_path, check=False)
-    assert result.returncode == 2 and "unknown stage" in result.stderr
 
 
 def test_compare_models_are_checked_before_anything_runs(tmp_path):

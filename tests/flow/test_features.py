@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from genre_hpc.flow import features, reference
-from genre_hpc.flow.features import FeatureParams
+from genre_hpc.flow.params import FeatureParams
 from genre_hpc.flow.schema import feature_names
 
 P = FeatureParams()
@@ -63,7 +63,7 @@ def test_features_match_librosa_called_per_segment(name):
     within 1 % relative (absolute 1e-3 of the feature's scale near zero)."""
     y = SIGNALS[name]()
     tuning = float(librosa.estimate_tuning(S=np.abs(librosa.stft(y)) ** 2, sr=SR, bins_per_octave=12))
-    ours = features.extract(y[None, :], params=P, tuning=tuning)[0]
+    ours = features.compute(y[None, :], params=P, tuning=tuning)[0]
     plain = reference.extract_chunk(y, params=P)
     checked = [n for n in NAMES if n not in DIFFERENT_BY_DESIGN]
     idx = [COL[n] for n in checked]
@@ -76,21 +76,21 @@ def test_features_match_librosa_called_per_segment(name):
 
 
 def test_tone_centroid_is_its_frequency():
-    row = features.extract(_tone(1000.0)[None, :], params=P)[0]
+    row = features.compute(_tone(1000.0)[None, :], params=P)[0]
     assert row[COL["spectral_centroid_mean"]] == pytest.approx(1000.0, rel=0.02)
     # a pure tone's energy is in one place: a narrow bandwidth
     assert row[COL["spectral_bandwidth_p2_mean"]] < 200.0
 
 
 def test_noise_is_brighter_and_crosses_zero_more_than_a_tone():
-    rows = features.extract(np.stack([_tone(220.0), _noise(5)]), params=P, tuning=0.0)
+    rows = features.compute(np.stack([_tone(220.0), _noise(5)]), params=P, tuning=0.0)
     tone, noise = rows
     for col in ("spectral_centroid_mean", "spectral_rolloff_mean", "zero_crossing_rate_mean"):
         assert noise[COL[col]] > 5 * tone[COL[col]], col
 
 
 def test_clicks_are_percussive_and_tones_harmonic():
-    rows = features.extract(np.stack([_clicks(), _tone(440.0)]), params=P, tuning=0.0)
+    rows = features.compute(np.stack([_clicks(), _tone(440.0)]), params=P, tuning=0.0)
     clicks, tone = rows
     h, p = COL["harmonic_rms_mean"], COL["percussive_rms_mean"]
     assert clicks[p] > clicks[h]
@@ -99,7 +99,7 @@ def test_clicks_are_percussive_and_tones_harmonic():
 
 def test_zero_crossings_counts_match_librosa_exactly():
     y = _noise(7)
-    row = features.extract(y[None, :], params=P, tuning=0.0)[0]
+    row = features.compute(y[None, :], params=P, tuning=0.0)[0]
     assert row[COL["zero_crossings"]] == np.sum(librosa.zero_crossings(y))
     zcr = librosa.feature.zero_crossing_rate(y)[0]
     assert row[COL["zero_crossing_rate_mean"]] == pytest.approx(zcr.mean(), rel=1e-6)
@@ -107,8 +107,8 @@ def test_zero_crossings_counts_match_librosa_exactly():
 
 def test_a_stack_gives_the_rows_of_its_segments_one_by_one():
     stack = np.stack([SIGNALS[name]() for name in ("tone-440", "noise", "clicks", "chord", "quiet-noise")])
-    together = features.extract(stack, params=P, tuning=0.1)
-    alone = np.vstack([features.extract(row[None, :], params=P, tuning=0.1) for row in stack])
+    together = features.compute(stack, params=P, tuning=0.1)
+    alone = np.vstack([features.compute(row[None, :], params=P, tuning=0.1) for row in stack])
     # equal up to float32 rounding (BLAS blocks a stack differently from one row)
     np.testing.assert_allclose(together, alone, rtol=1e-4, atol=1e-6)
 
@@ -129,6 +129,6 @@ def test_track_tuning_is_the_median_of_segment_estimates():
 
 
 def test_silence_gives_finite_features():
-    rows = features.extract(np.zeros((2, N), np.float32), params=P, tuning=0.0)
+    rows = features.compute(np.zeros((2, N), np.float32), params=P, tuning=0.0)
     assert np.isfinite(rows).all()
     assert rows[0, COL["spectral_centroid_mean"]] == 0.0

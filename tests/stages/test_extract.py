@@ -7,11 +7,13 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
+from genre_hpc.core.layout import OutputLayout
+from genre_hpc.flow.dataset import FeatureStore
 from genre_hpc.flow.schema import FEATURE_VERSION, ID_COLUMNS, feature_names
 from genre_hpc.infra.config import feature_params
 from genre_hpc.stages import extract
 
-from .conftest import make_config, write_bad_files
+from ..helpers import make_config, run_stage, write_bad_files
 
 
 def _cfg(out, root, *extra):
@@ -21,7 +23,7 @@ def _cfg(out, root, *extra):
 @pytest.fixture(scope="module")
 def extracted(tmp_path_factory, small_corpus, client):
     out = tmp_path_factory.mktemp("extract-out")
-    record = extract.run(_cfg(out, small_corpus), client)
+    record = run_stage(extract, _cfg(out, small_corpus), client)
     return out, record
 
 
@@ -84,16 +86,16 @@ def test_rerun_adds_nothing_and_new_tracks_only_append(tmp_path, small_corpus, c
     corpus = tmp_path / "corpus"
     shutil.copytree(small_corpus, corpus, ignore=shutil.ignore_patterns("*.0000[34].wav"))
     out = tmp_path / "out"
-    first = extract.run(_cfg(out, corpus), client)
+    first = run_stage(extract, _cfg(out, corpus), client)
     before = pd.read_parquet(out / "features")
-    again = extract.run(_cfg(out, corpus), client)
+    again = run_stage(extract, _cfg(out, corpus), client)
     assert first["tracks_processed"] == 30 and again["tracks_processed"] == 0
     pd.testing.assert_frame_equal(
         pd.read_parquet(out / "features").sort_values(["track_id", "segment"]).reset_index(drop=True),
         before.sort_values(["track_id", "segment"]).reset_index(drop=True),
     )
     shutil.copy(small_corpus / "jazz" / "jazz.00003.wav", corpus / "jazz")
-    third = extract.run(_cfg(out, corpus), client)
+    third = run_stage(extract, _cfg(out, corpus), client)
     assert third["tracks_processed"] == 1 and third["rows_written"] == 2
     after = pd.read_parquet(out / "features")
     assert len(after) == len(before) + 2
@@ -108,7 +110,9 @@ def test_a_batch_run_twice_replaces_its_parts_instead_of_duplicating(tmp_path, s
     ]
     params = feature_params(cfg)
     for _ in range(2):  # a retried task, or the same batch on two workers
-        extract.process_batch(batch, params=params, block_segments=10, output_dir=str(tmp_path))
+        extract.process_batch(
+            batch, store=FeatureStore(OutputLayout(tmp_path)), params=params, block_segments=10
+        )
     parts = list((tmp_path / "features").rglob("*.parquet"))
     assert len(parts) == 1
     assert not list((tmp_path / "features").rglob("*.tmp"))
@@ -120,7 +124,7 @@ def test_bad_files_become_error_rows_and_good_rows_survive(tmp_path, small_corpu
     shutil.copytree(small_corpus / "pop", corpus / "pop")
     expected = write_bad_files(corpus)
     out = tmp_path / "out"
-    record = extract.run(_cfg(out, corpus), client)
+    record = run_stage(extract, _cfg(out, corpus), client)
     errors = pd.read_parquet(out / "errors.parquet")
     assert list(errors.columns) == ["track_id", "path", "stage", "error"]
     reasons = {p.split("/")[-1]: e for p, e in zip(errors.path, errors.error, strict=True)}
@@ -131,7 +135,7 @@ def test_bad_files_become_error_rows_and_good_rows_survive(tmp_path, small_corpu
     assert sorted(rows.track_id.unique()) == [f"pop/pop.0000{i}.wav" for i in range(5)]
     assert record["errors_total"] == len(expected)
     # a rerun neither retries nor duplicates the bad files
-    again = extract.run(_cfg(out, corpus), client)
+    again = run_stage(extract, _cfg(out, corpus), client)
     assert again["tracks_processed"] == 0
     assert len(pd.read_parquet(out / "errors.parquet")) == len(expected)
 
@@ -141,7 +145,7 @@ def test_changed_feature_settings_are_refused_on_an_existing_dataset(extracted, 
 
     out, _ = extracted
     with pytest.raises(ConfigError, match="features.segment_seconds"):
-        extract.run(_cfg(out, small_corpus, "features.segment_seconds=2.0"), client)
+        run_stage(extract, _cfg(out, small_corpus, "features.segment_seconds=2.0"), client)
 
 
 def test_another_corpus_in_the_same_output_dir_is_refused(extracted, tmp_path, client):
@@ -152,7 +156,7 @@ def test_another_corpus_in_the_same_output_dir_is_refused(extracted, tmp_path, c
     (other / "blues").mkdir(parents=True)
     shutil.copy(next((out / "features").rglob("*.parquet")), other / "blues" / "not-audio.wav")
     with pytest.raises(ConfigError, match="data.root"):
-        extract.run(_cfg(out, other), client)
+        run_stage(extract, _cfg(out, other), client)
 
 
 def test_settings_are_checked_against_parts_a_killed_first_run_left(tmp_path, small_corpus, client):
@@ -161,29 +165,8 @@ def test_settings_are_checked_against_parts_a_killed_first_run_left(tmp_path, sm
     cfg = _cfg(tmp_path, small_corpus)
     track = ("rock/rock.00000.wav", str(small_corpus / "rock" / "rock.00000.wav"), "rock", 0)
     # the parts of a first run that died before it wrote any manifest
-    extract.process_batch([track], params=feature_params(cfg), block_segments=10, output_dir=str(tmp_path))
+    store = FeatureStore(OutputLayout(tmp_path))
+    extract.process_batch([track], store=store, params=feature_params(cfg), block_segments=10)
     assert not (tmp_path / "manifest.json").exists()
     with pytest.raises(ConfigError, match="features.segment_seconds"):
-        extract.run(_cfg(tmp_path, small_corpus, "features.segment_seconds=2.0"), client)
-
-
-def _mark(folder):
-    """A warm-up stand-in: records which process ran it, and when."""
-    import os
-    import time
-
-    (folder / f"{time.monotonic_ns()}-{os.getpid()}").touch()
-
-
-def test_workers_are_warmed_after_the_driver_never_all_at_once(client, tmp_path):
-    import functools
-    import os
-
-    from genre_hpc.infra.cluster import warm_workers
-
-    warm_workers(client, functools.partial(_mark, tmp_path))
-    runs = sorted(tmp_path.iterdir(), key=lambda p: int(p.name.split("-")[0]))
-    pids = [int(p.name.split("-")[1]) for p in runs]
-    workers = set(client.run(os.getpid).values())
-    assert pids[0] == os.getpid()  # the driver compiles first
-    assert set(pids[1:]) == workers and len(pids) == 1 + len(workers)
+        run_stage(extract, _cfg(tmp_path, small_corpus, "features.segment_seconds=2.0"), client)

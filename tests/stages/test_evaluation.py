@@ -12,11 +12,12 @@ import soundfile as sf
 from distributed import get_task_stream
 
 from genre_hpc.flow import demo
+from genre_hpc.flow.lineup import MODELS
 from genre_hpc.flow.split import LEAK_WARNING
+from genre_hpc.flow.trainset import TrainingData
 from genre_hpc.stages import compare, extract, report, train, validate
-from genre_hpc.stages.compare import MODELS
 
-from .conftest import make_config, run_cli
+from ..helpers import layout, make_config, run_cli, run_stage
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -38,9 +39,9 @@ def _cfg(stage, out, corpus, *extra):
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory, corpus, client):
     out = tmp_path_factory.mktemp("eval-out")
-    validate.run(_cfg("validate", out, corpus), client)
-    extract.run(_cfg("extract", out, corpus), client)
-    train.run(_cfg("train", out, corpus, "model.params.n_estimators=100"), client)
+    run_stage(validate, _cfg("validate", out, corpus), client)
+    run_stage(extract, _cfg("extract", out, corpus), client)
+    run_stage(train, _cfg("train", out, corpus, "model.params.n_estimators=100"), client)
     return out
 
 
@@ -58,13 +59,14 @@ def test_validation_records_every_file_and_finds_the_cross_genre_copy(evaluated,
 
 
 def test_validation_rerun_probes_only_new_or_changed_files(evaluated, corpus, client):
-    record = validate.run(_cfg("validate", evaluated, corpus), client)
+    record = run_stage(validate, _cfg("validate", evaluated, corpus), client)
     assert record["probed"] == 0 and record["files"] == 82
 
 
 @pytest.mark.parametrize("seed", range(5))
 def test_no_track_and_no_copy_of_a_recording_on_both_sides(evaluated, corpus, seed):
-    data = train.prepare(_cfg("train", evaluated, corpus, f"split.seed={seed}"))
+    cfg = _cfg("train", evaluated, corpus, f"split.seed={seed}")
+    data = TrainingData(layout(cfg), cfg.split)
     split = data.split
     assert not split.train_tracks & split.test_tracks
     copies = {"rock/rock.00001.wav", "pop/pop.00099.wav"}
@@ -76,7 +78,7 @@ def test_no_track_and_no_copy_of_a_recording_on_both_sides(evaluated, corpus, se
 
 def test_compare_fits_every_model_as_tasks_on_the_cluster(evaluated, corpus, client):
     with get_task_stream(client) as stream:
-        table = compare.run(_cfg("compare", evaluated, corpus), client)
+        table = run_stage(compare, _cfg("compare", evaluated, corpus), client)
     assert table.model.tolist() == list(MODELS)
     assert ((table.track_accuracy >= 0) & (table.track_accuracy <= 1)).all()
     assert (table.fit_seconds > 0).all()
@@ -90,15 +92,15 @@ def test_random_segments_is_labelled_leaky_wherever_it_is_reported(evaluated, co
     leaky_out = evaluated.parent / "eval-leaky"
     shutil.copytree(evaluated, leaky_out, dirs_exist_ok=True)
     cfg = _cfg("train", leaky_out, corpus, "split=random_segments", "model.params.n_estimators=50")
-    metrics = train.run(cfg, client)
+    metrics = run_stage(train, cfg, client)
     assert metrics["split"]["leaky"] and LEAK_WARNING in metrics["evaluated_on"]
-    table = compare.run(
-        _cfg("compare", leaky_out, corpus, "split=random_segments", "compare.models=[knn]"), client
+    table = run_stage(
+        compare, _cfg("compare", leaky_out, corpus, "split=random_segments", "compare.models=[knn]"), client
     )
     assert table.leaky.all()
     saved = json.loads((leaky_out / "compare" / "random_segments" / "comparison.json").read_text())
     assert LEAK_WARNING in saved["label"]
-    page = report.run(_cfg("report", leaky_out, corpus)).read_text()
+    page = run_stage(report, _cfg("report", leaky_out, corpus)).read_text()
     # every number from the leaky split sits under a heading or sentence that says LEAKY
     assert page.count("LEAKY") >= 2
     model_section = page.split("<h2>Model (train)</h2>")[1].split("</section>")[0]
@@ -106,7 +108,7 @@ def test_random_segments_is_labelled_leaky_wherever_it_is_reported(evaluated, co
 
 
 def test_report_page_names_every_figure_and_every_figure_is_a_png(evaluated, corpus):
-    page = report.run(_cfg("report", evaluated, corpus))
+    page = run_stage(report, _cfg("report", evaluated, corpus))
     html = page.read_text()
     embedded = re.findall(r'<img src="([^"]+)"', html)
     files = sorted(p.name for p in page.parent.glob("*.png"))

@@ -5,7 +5,7 @@ import soundfile as sf
 from genre_hpc.core.errors import AudioError
 from genre_hpc.flow import audio
 
-from .conftest import SR, write_bad_files
+from ..helpers import SR, write_bad_files
 
 SEG = 3 * SR
 

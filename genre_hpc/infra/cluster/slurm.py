@@ -1,10 +1,9 @@
-"""Builds the Dask cluster a run uses (LocalCluster, SLURMCluster or SLURMRunner) and always closes it."""
+"""SLURMCluster: the scheduler runs here (the driver), every worker is a SLURM job of its own."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 import shutil
 import signal
@@ -13,17 +12,19 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import dask
 from dask.utils import parse_bytes, parse_timedelta
-from distributed import Client, LocalCluster
+from distributed import Client
 from omegaconf import DictConfig
 
 from genre_hpc.core.errors import ClusterError, ConfigError
+from genre_hpc.core.layout import OutputLayout
+from genre_hpc.infra.cluster.worker_env import SLURM_WORKER_ENV
+from genre_hpc.infra.tasks import describe
 
 log = logging.getLogger(__name__)
 
@@ -33,65 +34,8 @@ WORKER_KEYS = (
 )
 
 
-@contextmanager
 def connect(cfg: DictConfig) -> Iterator[Client]:
-    """Yield a Client on the cluster that `cfg.cluster` describes; close both on exit."""
-    spec = cfg.cluster
-    # dask logs every worker's start and stop at INFO; a batch log wants the stages' lines
-    logging.getLogger("distributed").setLevel(logging.WARNING)
-    if spec.kind == "local":
-        _prepare_numba_cache(spec)
-        yield from _connect_local(spec)
-    elif spec.kind == "slurm":
-        yield from _connect_slurm(cfg)
-    elif spec.kind == "slurm_runner":
-        yield from _connect_runner(cfg)
-    else:
-        raise ConfigError(
-            "cluster", f"unknown kind {spec.kind!r}", "use cluster=local, slurm or slurm_runner"
-        )
-
-
-# Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in every worker, which turns off glibc's dynamic
-# mmap threshold: each large numpy array is then mmap'd and page-faulted anew, and feature
-# extraction ran 1.6x slower in a worker than in a plain process (0.185 vs 0.113 s per 30-s clip).
-LOCAL_WORKER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
-# SLURM workers start their own nanny, which keeps Dask's trim threshold; a large mmap threshold
-# lets big arrays reuse heap memory again (0.127 s per clip).
-SLURM_WORKER_ENV = {"MALLOC_MMAP_THRESHOLD_": str(64 * 2**20)}
-
-
-def _connect_local(spec: DictConfig) -> Iterator[Client]:
-    with dask.config.set(LOCAL_WORKER_CONFIG):
-        cluster = _local(spec)
-    try:
-        with Client(cluster) as client:
-            log.info("dask: %s, dashboard %s", _describe(client), client.dashboard_link)
-            yield client
-    finally:
-        cluster.close()
-
-
-def _local(spec: DictConfig) -> LocalCluster:
-    n_workers = spec.n_workers or max(1, (os.cpu_count() or 1) // spec.threads_per_worker)
-    Path(spec.local_directory).mkdir(parents=True, exist_ok=True)
-    return LocalCluster(
-        n_workers=n_workers,
-        threads_per_worker=spec.threads_per_worker,
-        processes=True,
-        memory_limit=spec.memory_limit,
-        local_directory=str(spec.local_directory),
-        dashboard_address=spec.dashboard_address,
-        # the scheduler is only for this machine: do not listen on every interface
-        host="127.0.0.1",
-    )
-
-
-# ---------------------------------------------------------------------------------------------------
-# SLURMCluster: the scheduler runs here (the driver), every worker is a SLURM job of its own.
-
-
-def _connect_slurm(cfg: DictConfig) -> Iterator[Client]:
+    """A client on a new SLURMCluster with its worker jobs submitted; on exit the jobs are cancelled."""
     spec = cfg.cluster
     with _ends_on_sigterm(), slurm_cluster(cfg) as cluster:
         if spec.print_job_script:
@@ -108,7 +52,7 @@ def _connect_slurm(cfg: DictConfig) -> Iterator[Client]:
             _wait_for_first_worker(client, cluster, spec)
             log.info(
                 "dask: first worker connected %.1f s after submission; %s; scheduler %s, dashboard %s",
-                time.perf_counter() - submitted, _describe(client), cluster.scheduler_address,
+                time.perf_counter() - submitted, describe(client), cluster.scheduler_address,
                 client.dashboard_link if spec.dashboard_address else "off",
             )  # fmt: skip
             yield client
@@ -122,15 +66,15 @@ def slurm_cluster(cfg: DictConfig) -> Iterator[Any]:
 
     _restore_sigint_after_jobqueue_import()
     spec = cfg.cluster
-    out = Path(str(cfg.output.dir)).expanduser().resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    out = OutputLayout.of(cfg)
+    out.tls_parent.mkdir(parents=True, exist_ok=True)
     credentials = None
     if spec.security:
         # private (0700) and per run: whoever reads the key can connect as a client
-        credentials = Path(tempfile.mkdtemp(prefix=".dask-tls-", dir=out))
+        credentials = Path(tempfile.mkdtemp(prefix=".dask-tls-", dir=out.tls_parent))
     cluster = None
     try:
-        cluster = SLURMCluster(**slurm_kwargs(spec, out=out, credentials=credentials))
+        cluster = SLURMCluster(**slurm_kwargs(spec, out=out.root, credentials=credentials))
         yield cluster
     finally:
         if cluster is not None:
@@ -305,120 +249,6 @@ def _restore_sigint_after_jobqueue_import() -> None:
         signal.signal(signal.SIGINT, _SIGINT_AT_START)
 
 
-# ---------------------------------------------------------------------------------------------------
-# SLURMRunner: scheduler, client and workers are the tasks of one allocation (srun).
-
-
-def _connect_runner(cfg: DictConfig) -> Iterator[Client]:
-    """Every task of the srun step calls this: rank 0 serves as scheduler and rank 2+ as workers until
-    the client ends (they leave through SystemExit, never reaching the stage); rank 1 gets the client."""
-    spec = cfg.cluster
-    _prepare_numba_cache(spec)
-    if "SLURM_PROCID" not in os.environ:
-        raise ClusterError(
-            "cluster=slurm_runner runs inside an allocation of at least 3 tasks launched with srun: "
-            "`sbatch -N 2 --ntasks-per-node=2 slurm/extract.sh cluster=slurm_runner`"
-        )
-    scheduler_file = Path(str(spec.scheduler_file)).expanduser().resolve()
-    scheduler_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    threads = spec.threads or int(os.environ.get("SLURM_CPUS_PER_TASK", "1"))
-    dashboard = spec.dashboard_address
-    local_directory = str(spec.local_directory)
-    Path(local_directory).mkdir(parents=True, exist_ok=True)
-    runner = _runner_class()(
-        scheduler_file=str(scheduler_file),
-        wait_seconds=spec.connect_timeout,
-        scheduler_options={
-            "interface": spec.interface,
-            "dashboard": bool(dashboard),
-            "dashboard_address": dashboard or "127.0.0.1:0",
-        },
-        worker_options={
-            "nthreads": threads,
-            "memory_limit": spec.memory_limit,
-            "local_directory": local_directory,
-            "interface": spec.interface,
-            "death_timeout": spec.connect_timeout,
-        },
-    )
-    # only the client rank gets here
-    with runner, Client(runner) as client:
-        try:
-            client.wait_for_workers(runner.n_workers, timeout=spec.connect_timeout)
-        except (TimeoutError, asyncio.TimeoutError):
-            raise ClusterError(
-                f"{len(client.scheduler_info()['workers'])} of {runner.n_workers} runner workers connected "
-                f"within cluster.connect_timeout={spec.connect_timeout} s: check cluster.interface"
-            ) from None
-        log.info("dask: SLURMRunner, %s; scheduler %s", _describe(client), runner.scheduler_address)
-        yield client
-
-
-def _runner_class() -> type:
-    from dask_jobqueue.slurm import SLURMRunner
-
-    class Runner(SLURMRunner):
-        """SLURMRunner whose ranks give up on a scheduler file that never appears (a path the nodes
-        do not share would otherwise hang until the walltime)."""
-
-        def __init__(self, *args: Any, wait_seconds: float, **kwargs: Any) -> None:
-            self._wait_seconds = wait_seconds
-            super().__init__(*args, **kwargs)
-
-        async def get_scheduler_address(self) -> str:
-            deadline = time.monotonic() + self._wait_seconds
-            while not self.scheduler_file.exists():
-                if time.monotonic() > deadline:
-                    raise ClusterError(
-                        f"no scheduler file {self.scheduler_file} after {self._wait_seconds} s: "
-                        "cluster.scheduler_file must be on a filesystem every node of the job sees"
-                    )
-                await asyncio.sleep(0.2)
-            return await super().get_scheduler_address()
-
-    return Runner
-
-
 def _absolute(path: Any) -> Path:
     path = Path(str(path)).expanduser()
     return path if path.is_absolute() else (Path.cwd() / path).resolve()
-
-
-def _prepare_numba_cache(spec: DictConfig) -> None:
-    """librosa's numba JIT costs seconds per new process unless it can cache its compiled code;
-    workers inherit the variable (LocalCluster, SLURMRunner) or get it from the job prologue (SLURM)."""
-    cache = spec.get("numba_cache_dir")
-    if cache and "NUMBA_CACHE_DIR" not in os.environ:
-        Path(cache).mkdir(parents=True, exist_ok=True)
-        os.environ["NUMBA_CACHE_DIR"] = str(cache)
-
-
-def _describe(client: Client) -> str:
-    workers = client.scheduler_info()["workers"]
-    threads = sum(w["nthreads"] for w in workers.values())
-    return f"{len(workers)} workers, {threads} threads"
-
-
-def warm_workers(client: Client, warm_up: Callable[[], None]) -> None:
-    """Run `warm_up` (numba's JIT) on every worker without two processes compiling into one cache.
-
-    numba's cache is not safe against concurrent compilation: two processes writing the same
-    function can leave a mismatched pair of files that segfaults whoever loads them later
-    (numba issues 4807, 10128). So the driver compiles first (it shares the cache of a
-    LocalCluster), then one worker per host (node-local caches on SLURM), then the rest, who
-    only load.
-    """
-    warm_up()
-    hosts: dict[str, list[str]] = {}
-    for address, info in client.scheduler_info()["workers"].items():
-        hosts.setdefault(info.get("host", address), []).append(address)
-    first = [workers[0] for workers in hosts.values()]
-    rest = [address for workers in hosts.values() for address in workers[1:]]
-    client.run(warm_up, workers=first)
-    if rest:
-        client.run(warm_up, workers=rest)
-
-
-def worker_slots(client: Client) -> int:
-    """Threads across the workers connected now (at least 1)."""
-    return max(1, sum(client.nthreads().values()))
