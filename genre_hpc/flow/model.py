@@ -1,5 +1,8 @@
-"""The one owner of a saved model: standardisation, the xgboost.dask fit, model.ubj with preprocess.json,
-and loading both back to predict."""
+"""The one owner of a saved model: standardisation, the xgboost.dask fit, model.ubj + preprocess.json.
+
+Train and tune fit and save through it, predict loads through it; compare's lineup scales its
+inputs inside each scikit-learn pipeline (flow/lineup.py), as the origin study did.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""The stages and their configs: checks a composed config once, up front, one section at a time,
-and turns it into the typed values stages use."""
+"""The stages and their configs: a composed config checked once, up front, section by section.
+
+Also what turns a config into the typed values stages use (FeatureParams).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""What a stage may ask of the client it is handed: the workers' task slots, batches sized to them,
-and numba's JIT warmed up on every worker; nothing of how the cluster was built."""
+"""What a stage may ask of the client it is handed: task slots, batches sized to them, warm workers.
+
+Nothing here knows how the cluster was built; that is infra/cluster's alone.
+"""
 
 from __future__ import annotations
 
