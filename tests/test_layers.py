@@ -9,14 +9,15 @@ an import cycle fails here with the offending line named.
 from __future__ import annotations
 
 import ast
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-import genre_hpc
+from .helpers import REPO
 
-PACKAGE = Path(genre_hpc.__file__).resolve().parent
+PACKAGE = REPO / "genre_hpc"  # the source tree these tests ship with, installed or not
 
 # The data flow in order: a flow module may import only modules listed before it.
 FLOW_ORDER = (
@@ -198,18 +199,22 @@ def cycles(edges: list[Import]) -> list[list[str]]:
 
 
 def _cycle_in(group: list[str], graph: dict[str, set[str]]) -> list[str]:
-    """A path from the group's first module back to itself, inside the group."""
+    """The shortest way from the group's first module back to itself (breadth first, inside the group)."""
     start, members = group[0], set(group)
-    path, seen = [start], {start}
-    while True:
-        here = path[-1]
-        if start in graph[here] and len(path) > 1:
-            return [*path, start]
-        step = next((n for n in sorted(graph[here] & members) if n not in seen), None)
-        if step is None:  # only the way back is left
-            return [*path, start]
-        path.append(step)
-        seen.add(step)
+    came_from: dict[str, str] = {}
+    queue = deque([start])
+    while queue:
+        here = queue.popleft()
+        for step in sorted(graph[here] & members):
+            if step == start:
+                path = [here]
+                while path[-1] != start:
+                    path.append(came_from[path[-1]])
+                return [*reversed(path), start]
+            if step not in came_from:
+                came_from[step] = here
+                queue.append(step)
+    raise AssertionError(f"{group} is not a cycle")  # Tarjan's groups always are
 
 
 # --- the contract on genre_hpc ------------------------------------------------------------------

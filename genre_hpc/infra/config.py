@@ -6,12 +6,14 @@ Also what turns a config into the typed values stages use (FeatureParams).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from genre_hpc.core.errors import ConfigError
-from genre_hpc.flow.params import FeatureParams
+
+if TYPE_CHECKING:
+    from genre_hpc.flow.params import FeatureParams
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,9 @@ def check(cfg: DictConfig) -> None:
 
 def feature_params(cfg: DictConfig) -> FeatureParams:
     """`features.*` as the typed settings of the feature set (its keys and types checked)."""
+    # deferred, as the other heavy imports here: the CLI reads STAGES for `--help` and must stay instant
+    from genre_hpc.flow.params import FeatureParams
+
     values = OmegaConf.to_container(cfg.features, resolve=True)
     known = FeatureParams.__dataclass_fields__
     for key, value in values.items():
