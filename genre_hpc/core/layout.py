@@ -46,6 +46,42 @@ class ComparisonFiles:
 
 
 @dataclass(frozen=True)
+class BenchFiles:
+    """What `bench` writes: bench/."""
+
+    folder: Path
+
+    @property
+    def speed(self) -> Path:
+        return self.folder / "speed.csv"
+
+    @property
+    def parity(self) -> Path:
+        return self.folder / "parity.csv"
+
+    @property
+    def scaling(self) -> Path:
+        return self.folder / "scaling.csv"
+
+    @property
+    def schedulers(self) -> Path:
+        return self.folder / "schedulers.csv"
+
+    @property
+    def figure(self) -> Path:
+        return self.folder / "scaling.png"
+
+    @property
+    def record(self) -> Path:
+        return self.folder / "bench.json"
+
+    @property
+    def long_files(self) -> Path:
+        """The long audio files of the memory probe (a clip repeated), kept for the next run."""
+        return self.folder / "long-files"
+
+
+@dataclass(frozen=True)
 class OutputLayout:
     """The output folder of a run; README's "What a run writes" in code."""
 
@@ -126,7 +162,7 @@ class OutputLayout:
     # --- report, predict, bench ------------------------------------------------------------
     @property
     def report(self) -> Path:
-        """The report page and its figures."""
+        """The report page, and its figures beside it under the names the page gives them."""
         return self.root / "report"
 
     @property
@@ -138,8 +174,16 @@ class OutputLayout:
         return self.root / "predictions"
 
     @property
-    def bench(self) -> Path:
-        return self.root / "bench"
+    def predictions_table(self) -> Path:
+        return self.predictions / "predictions.csv"
+
+    @property
+    def predictions_records(self) -> Path:
+        return self.predictions / "predictions.json"
+
+    @property
+    def bench(self) -> BenchFiles:
+        return BenchFiles(self.root / "bench")
 
     @property
     def tls_parent(self) -> Path:

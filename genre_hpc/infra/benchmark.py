@@ -256,15 +256,14 @@ def _numba_cache(cfg: DictConfig) -> str:
     return folder
 
 
-def memory_probe(cfg: DictConfig, path: str, out: Path) -> list[dict[str, Any]]:
+def memory_probe(cfg: DictConfig, path: str, long_files: Path) -> list[dict[str, Any]]:
     """Peak RSS extracting a short file and the same audio repeated to `bench.long_minutes`."""
     import soundfile as sf
 
     clip, sr = sf.read(path, dtype="float32")
     minutes = float(cfg.bench.long_minutes)
-    long_path = out / "long-files" / f"{Path(path).stem}.x{minutes:g}min.wav"
+    long_path = long_files / f"{Path(path).stem}.x{minutes:g}min.wav"
     if not long_path.exists():
-        long_path.parent.mkdir(parents=True, exist_ok=True)
         with (
             atomic_path(long_path) as tmp,
             sf.SoundFile(tmp, "w", samplerate=sr, channels=1, subtype="PCM_16", format="WAV") as f,

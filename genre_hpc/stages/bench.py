@@ -35,8 +35,7 @@ def run(cfg: DictConfig, client: Any, out: OutputLayout) -> dict[str, Any]:
 
     timer = manifest.StageTimer(out, cfg)
     spec = cfg.bench
-    folder = out.bench
-    folder.mkdir(parents=True, exist_ok=True)
+    files = out.bench
     params = config.feature_params(cfg)
     paths = bench_corpus(cfg, int(spec.clips))
     record: dict[str, Any] = {"machine": benchmark.machine(), "files": len(paths), "command": _command()}
@@ -46,8 +45,8 @@ def run(cfg: DictConfig, client: Any, out: OutputLayout) -> dict[str, Any]:
     with threadpool_limits(1):
         speed, ours, theirs = benchmark.time_extractors(paths[: int(spec.speed_clips)], params, spec)
         parity = parity_table(ours, theirs, params, tolerance=float(spec.tolerance))
-    write_csv(folder / "speed.csv", speed)
-    write_csv(folder / "parity.csv", parity)
+    write_csv(files.speed, speed)
+    write_csv(files.parity, parity)
     _log_table("extractors, single process after warm-up", speed)
     _log_table("parity: largest relative difference over all segments", parity_summary(parity))
     record["speed"] = speed.to_dict(orient="records")
@@ -55,22 +54,22 @@ def run(cfg: DictConfig, client: Any, out: OutputLayout) -> dict[str, Any]:
     record["parity_ok"] = bool(parity.ok.all())
 
     scaling = benchmark.sweep_workers(cfg, paths, params)
-    write_csv(folder / "scaling.csv", scaling)
+    write_csv(files.scaling, scaling)
     _log_table("distributed, worker sweep", scaling)
     schedulers = benchmark.time_schedulers(cfg, paths, params, scaling)
-    write_csv(folder / "schedulers.csv", schedulers)
+    write_csv(files.schedulers, schedulers)
     _log_table("Dask schedulers, same files", schedulers)
     record["schedulers"] = schedulers.to_dict(orient="records")
     record["scaling"] = scaling.to_dict(orient="records")
 
     record["startup"] = benchmark.startup_probe(cfg, paths[0])
     _log_table("a fresh process's first result", pd.DataFrame(record["startup"]))
-    record["memory_vs_length"] = benchmark.memory_probe(cfg, paths[0], folder)
+    record["memory_vs_length"] = benchmark.memory_probe(cfg, paths[0], files.long_files)
     _log_table("peak memory against file length", pd.DataFrame(record["memory_vs_length"]))
-    plots.scaling_png(schedulers, scaling, folder / "scaling.png")
-    write_text(folder / "bench.json", json.dumps(record, indent=2, default=str) + "\n")
+    plots.scaling_png(schedulers, scaling, files.figure)
+    write_text(files.record, json.dumps(record, indent=2, default=str) + "\n")
     timer.finish("bench", record)
-    log.info("bench: results in %s", folder)
+    log.info("bench: results in %s", files.folder)
     return record
 
 

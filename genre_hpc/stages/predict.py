@@ -39,8 +39,8 @@ def run(cfg: DictConfig, client: Any, out: OutputLayout) -> pd.DataFrame:
         rows.append(row)
         sys.stdout.write(_line(row, top_k) + "\n")
     table = pd.DataFrame(rows)
-    write_csv(out.predictions / "predictions.csv", table)
-    write_text(out.predictions / "predictions.json", table.to_json(orient="records", indent=2) + "\n")
+    write_csv(out.predictions_table, table)
+    write_text(out.predictions_records, table.to_json(orient="records", indent=2) + "\n")
     log.info(
         "predict: %d files, %d unreadable; written to %s",
         len(table), table.error.notna().sum(), out.predictions,

@@ -25,8 +25,10 @@ def test_every_documented_path_comes_from_the_layout(tmp_path):
         "tune/metrics.json": out.tune_metrics,
         "compare/grouped/comparison.csv": out.comparison("grouped").table,
         "report/index.html": out.report_page,
-        "predictions": out.predictions,
-        "bench": out.bench,
+        "predictions/predictions.csv": out.predictions_table,
+        "predictions/predictions.json": out.predictions_records,
+        "bench/bench.json": out.bench.record,
+        "bench/scaling.png": out.bench.figure,
         ".errors": out.error_parts,
     }
     assert {name: path.relative_to(tmp_path).as_posix() for name, path in named.items()} == {

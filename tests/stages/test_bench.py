@@ -31,7 +31,7 @@ def bench_run(tmp_path_factory, numba_cache):
         ],
     )
     record = run_stage(bench, cfg)
-    return layout(cfg).bench, record
+    return layout(cfg).bench.folder, record
 
 
 @pytest.mark.slow
