@@ -1,5 +1,6 @@
-"""Names every path genre-hpc writes under output.dir; no other module spells one out.
+"""Names every path genre-hpc writes under output.dir, so that no stage spells one out.
 
+Inside features/ the FeatureStore names its parts, and the report page names its figures.
 Folders a setting names (data.demo.root, cluster.local_directory, cluster.numba_cache_dir,
 cluster.log_directory, Hydra's run directories) are in conf/, under output.dir by default.
 """
