@@ -1,5 +1,5 @@
 """`python -m genre_hpc <stage> ...`: the console command without its script wrapper."""
 
-from .cli import main
+from genre_hpc.cli import main
 
 main()

@@ -1,4 +1,7 @@
-"""The console command: `genre-hpc <stage> [Hydra overrides...]`; picks the stage's config and runs it."""
+"""The console command: `genre-hpc <stage> [Hydra overrides...]`; picks the stage's config and runs it.
+
+The only module that imports the stages; it builds the one cluster they share.
+"""
 
 from __future__ import annotations
 
@@ -7,38 +10,18 @@ import importlib
 import logging
 import sys
 import time
-from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 from omegaconf import DictConfig
 
-from .errors import GenreHpcError
+from genre_hpc.core.errors import GenreHpcError
+from genre_hpc.infra.config import STAGES
 
 log = logging.getLogger("genre_hpc")
 
-STAGES: dict[str, str] = {
-    "validate": "Probe every file (format, rate, duration, content hash); report duplicates.",
-    "extract": "validate, then decode the corpus; write per-segment features as partitioned Parquet.",
-    "train": "Train xgboost.dask on the features; evaluate on held-out tracks.",
-    "tune": "dask-ml GridSearchCV with track-grouped folds, then train the best model.",
-    "compare": "The origin study's models (k-NN, RF, SVM, MLP, XGBoost, XGBoost-RF) on one split.",
-    "run": "validate, extract, train, tune on one shared Dask cluster, then the report.",
-    "report": "One HTML page (PNG figures beside it) of the run in output.dir.",
-    "demo-data": "Write the synthetic GTZAN-shaped demo corpus (data.demo.*).",
-    "bench": "Time the extractor against the origin study's method; scaling over Dask schedulers.",
-    "predict": "Top genres of new audio files (inputs=[a.mp3,b.flac] or a folder) from model_dir.",
-}
-
-# Stages that build their own clusters (or need none) instead of sharing one client.
-STANDALONE = {
-    "demo-data": "genre_hpc.cli:_demo_data",
-    "bench": "genre_hpc.bench:run",
-    "predict": "genre_hpc.predict:run",
-    "report": "genre_hpc.report:run",
-}
-
 USAGE = "usage: genre-hpc <stage> [key=value ...] [--help | --cfg job | --multirun]\n\nstages:\n" + "".join(
-    f"  {name:<10} {text}\n" for name, text in STAGES.items()
+    f"  {name:<10} {stage.summary}\n" for name, stage in STAGES.items()
 )
 
 
@@ -64,8 +47,6 @@ def main(argv: list[str] | None = None) -> None:
 
 def _task(cfg: DictConfig) -> Any:
     try:
-        if cfg.stage != "demo-data":  # the only stage that runs no numba code
-            _use_jit_cache(cfg)
         return _dispatch(cfg)
     except GenreHpcError as exc:
         log.error("%s", exc)
@@ -73,23 +54,29 @@ def _task(cfg: DictConfig) -> Any:
 
 
 def _dispatch(cfg: DictConfig) -> Any:
-    from . import config
+    from genre_hpc.core.layout import OutputLayout
+    from genre_hpc.infra import config
 
     config.check(cfg)
-    if cfg.stage in STANDALONE:
-        module, function = STANDALONE[cfg.stage].split(":")
-        return getattr(importlib.import_module(module), function)(cfg)
-    from .cluster import connect
-    from .corpus import check_root
+    out = OutputLayout.of(cfg)
+    stage = STAGES[cfg.stage]
+    if not stage.on_cluster:  # it needs no cluster, or builds its own (bench)
+        if stage.name != "demo-data":  # the only stage that runs no numba code
+            _use_jit_cache(cfg)
+        return stage_module(stage.name).run(cfg, None, out)
+    from genre_hpc.flow.corpus import check_root
+    from genre_hpc.infra.cluster import connect
 
-    stages = _stage_functions(cfg)
-    if {"validate", "extract"} & set(dict(stages)):
+    names = config.steps(cfg)
+    if {"validate", "extract"} & set(names):
         check_root(cfg)  # a wrong data.root fails before any cluster or job starts
+    _use_jit_cache(cfg)
+    modules = [(name, stage_module(name)) for name in names]
     with connect(cfg) as client:
         results = {}
-        for name, function in stages:
+        for name, module in modules:
             started = time.perf_counter()
-            results[name] = function(cfg, client)
+            results[name] = module.run(cfg, client, out)
             log.info("%s: done in %.1f s", name, time.perf_counter() - started)
     return results
 
@@ -97,37 +84,14 @@ def _dispatch(cfg: DictConfig) -> Any:
 def _use_jit_cache(cfg: DictConfig) -> None:
     """This process loads numba's code from its own copy of the primed cache (jitcache says why);
     before any stage module is imported, because numba binds a function's cache at import."""
-    from . import jitcache
+    from genre_hpc.infra import jitcache
 
     jitcache.use(jitcache.prime(cfg.cluster.numba_cache_dir))
 
 
-def _stage_functions(cfg: DictConfig) -> list[tuple[str, Callable]]:
-    """The stages a command runs, in order, on one client: `run` runs `stages` (run.yaml)."""
-    from . import compare, extract, report, train, tune, validate
-
-    table = {
-        "validate": validate.run, "extract": extract.run, "train": train.run,
-        "tune": tune.run, "compare": compare.run, "report": report.run,
-    }  # fmt: skip
-    if cfg.stage == "extract":
-        names = ["validate", "extract"]
-    elif cfg.stage == "run":
-        names = list(cfg.stages)  # checked by config.check
-    else:
-        names = [cfg.stage]
-    return [(name, table[name]) for name in names]
-
-
-def _demo_data(cfg: DictConfig) -> list:
-    from .corpus import resolve_root
-    from .errors import ConfigError
-
-    if cfg.data.root is not None:
-        raise ConfigError("data.root", "is set; demo-data writes to data.demo.root", "unset data.root")
-    root = resolve_root(cfg)
-    log.info("demo-data: corpus ready in %s", root)
-    return [str(root)]
+def stage_module(name: str) -> ModuleType:
+    """genre_hpc/stages/<name>.py, imported when it runs (so `genre-hpc --help` stays instant)."""
+    return importlib.import_module(STAGES[name].module)
 
 
 if __name__ == "__main__":

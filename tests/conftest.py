@@ -1,30 +1,31 @@
-"""Shared fixtures: small generated corpora, composed configs and one LocalCluster for the session."""
+"""Shared fixtures: a numba cache, a small generated corpus and one LocalCluster for the session.
+
+Shared helpers (configs, the CLI, bad files) are in helpers.py."""
 
 from __future__ import annotations
 
+import atexit
 import os
-import subprocess
-import sys
+import shutil
 import tempfile
 from pathlib import Path
 
-from genre_hpc import jitcache
+from genre_hpc.infra import jitcache
 
 # This process (it calls librosa to check our features) compiles into a numba cache of its own,
 # never into one that another process writes; before anything imports librosa (see jitcache).
 jitcache.use(None)
 # Every command and cluster the tests start primes its numba cache here, once per session
 # (cluster.numba_cache_dir's default reads this variable), instead of once per output.dir.
-os.environ.setdefault("GENRE_HPC_NUMBA_CACHE", tempfile.mkdtemp(prefix="genre-hpc-tests-numba-"))
+if "GENRE_HPC_NUMBA_CACHE" not in os.environ:
+    os.environ["GENRE_HPC_NUMBA_CACHE"] = tempfile.mkdtemp(prefix="genre-hpc-tests-numba-")
+    atexit.register(shutil.rmtree, os.environ["GENRE_HPC_NUMBA_CACHE"], ignore_errors=True)
 
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import soundfile as sf  # noqa: E402
-from hydra import compose, initialize_config_module  # noqa: E402
 
-from genre_hpc import demo  # noqa: E402
+from genre_hpc.flow import demo  # noqa: E402
 
-SR = 22050
+from .helpers import make_config  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -42,62 +43,12 @@ def small_corpus(tmp_path_factory) -> Path:
     return root
 
 
-def make_config(stage: str, overrides: list[str]):
-    with initialize_config_module(config_module="genre_hpc.conf", version_base="1.3"):
-        return compose(config_name=stage, overrides=overrides)
-
-
 @pytest.fixture(scope="session")
 def client(numba_cache, tmp_path_factory):
     """A real two-worker LocalCluster, built the way every stage gets its client."""
-    from genre_hpc.cluster import connect
+    from genre_hpc.infra.cluster import connect
 
     out = tmp_path_factory.mktemp("cluster-out")
-    cfg = make_config(
-        "extract", [f"output.dir={out}", "cluster.n_workers=2", f"cluster.numba_cache_dir={numba_cache}"]
-    )
+    cfg = make_config("extract", [f"output.dir={out}", "cluster.n_workers=2"])
     with connect(cfg) as c:
         yield c
-
-
-def run_cli(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    """The console command as a user runs it, in a fresh process."""
-    result = subprocess.run(
-        [sys.executable, "-m", "genre_hpc", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=600,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"genre-hpc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def write_bad_files(root: Path) -> dict[str, str]:
-    """One file of each kind of bad input under root/bad/; returns name -> expected reason word."""
-    folder = root / "bad"
-    folder.mkdir(parents=True, exist_ok=True)
-    tone = (0.5 * np.sin(2 * np.pi * 440 * np.arange(SR * 6) / SR)).astype(np.float32)
-    sf.write(folder / "good.wav", tone, SR, subtype="PCM_16")
-    data = (folder / "good.wav").read_bytes()
-    (folder / "good.wav").unlink()
-    (folder / "truncated.wav").write_bytes(data[: len(data) // 3])
-    sf.write(folder / "source.flac", tone, SR)
-    flac = bytearray((folder / "source.flac").read_bytes())
-    (folder / "source.flac").unlink()
-    middle = len(flac) // 2
-    flac[middle : middle + 2000] = bytes(b ^ 0xFF for b in flac[middle : middle + 2000])
-    (folder / "corrupt.flac").write_bytes(bytes(flac))
-    (folder / "zero.wav").write_bytes(b"")
-    (folder / "text.wav").write_text("these are words, not samples\n" * 20)
-    sf.write(folder / "silent.wav", np.zeros(SR * 6, np.float32), SR, subtype="PCM_16")
-    sf.write(folder / "tiny.wav", tone[: SR // 10], SR, subtype="PCM_16")
-    return {
-        "truncated.wav": "truncated",
-        "corrupt.flac": "corrupt",
-        "zero.wav": "empty file",
-        "text.wav": "not a recognised audio format",
-        "silent.wav": "silent",
-        "tiny.wav": "too short",
-    }

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import xgboost
 
-from .conftest import run_cli
+from .helpers import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +31,8 @@ def test_everything_is_written_under_output_dir(pipeline):
                  "validation.parquet", "report/index.html"):  # fmt: skip
         assert (out / name).exists(), name
     assert len(list((out / "demo-corpus").rglob("*.wav"))) == 60
+    # every file is published by a rename; none is left half-written under a temporary name
+    assert [p for p in out.rglob(".*.tmp") if ".dask" not in p.parts] == []
 
 
 def test_metrics_are_learned_and_name_their_split(pipeline):

@@ -1,0 +1,1 @@
+"""What every other part stands on: the error family, the atomic writer, the output layout, versions."""

@@ -1,0 +1,194 @@
+"""Decodes one audio file into mono blocks of whole segments at the analysis sample rate.
+
+Files are read block by block (soundfile) and resampled as a stream (soxr), so memory stays
+the same for a 30-s clip and a 3-hour recording. What libsndfile cannot read goes through
+audioread (ffmpeg and friends), which loads the whole file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from genre_hpc.core.errors import AudioError
+
+SUPPORTED_EXTENSIONS = (".wav", ".au", ".flac", ".ogg", ".mp3")
+
+# Below -80 dBFS everywhere counts as silence: no feature of it says anything about genre.
+SILENCE_PEAK = 1e-4
+
+# Frames read from the file at a time; bounded memory whatever the file's length.
+_READ_FRAMES = 1 << 16
+
+
+@dataclass(frozen=True)
+class Segments:
+    """A block of consecutive segments of one track."""
+
+    first: int  # index of the first segment in the track
+    samples: np.ndarray  # (n_segments, segment_length) float32
+
+
+def iter_segments(
+    path: str | Path,
+    *,
+    sample_rate: int,
+    segment_samples: int,
+    min_samples: int,
+    block_segments: int = 10,
+) -> Iterator[Segments]:
+    """Yield the track's whole segments, `block_segments` at a time.
+
+    A trailing part shorter than a segment is dropped, unless the track is shorter than one
+    segment: then the whole track (at least `min_samples` long) is the one segment.
+    Raises AudioError for a file that is empty, undecodable, silent or too short; a caller
+    that has consumed blocks before the error must discard them (silence is only known at
+    the end).
+    """
+    block_samples = segment_samples * block_segments
+    pending = np.empty(0, dtype=np.float32)
+    first = 0
+    total = 0
+    peak = 0.0
+    for chunk in _decode(Path(path), sample_rate):
+        total += chunk.size
+        if chunk.size:
+            peak = max(peak, float(np.max(np.abs(chunk))))
+        pending = np.concatenate([pending, chunk]) if pending.size else chunk
+        while pending.size >= block_samples:
+            yield Segments(first, pending[:block_samples].reshape(block_segments, segment_samples))
+            first += block_segments
+            pending = pending[block_samples:]
+    if total == 0:
+        raise AudioError("no audio: the file decodes to 0 samples")
+    if peak < SILENCE_PEAK:
+        raise AudioError(f"silent: peak amplitude {peak:.1e} is below -80 dBFS")
+    whole = pending.size // segment_samples
+    if whole:
+        yield Segments(first, pending[: whole * segment_samples].reshape(whole, segment_samples))
+    elif first == 0:
+        if pending.size < min_samples:
+            raise AudioError(
+                f"too short: {pending.size / sample_rate:.2f} s of audio, features need at least "
+                f"{min_samples / sample_rate:.2f} s (features.min_seconds)"
+            )
+        yield Segments(0, pending[None, :])
+
+
+def _decode(path: Path, sample_rate: int) -> Iterator[np.ndarray]:
+    """Mono float32 chunks at `sample_rate`."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise AudioError(f"cannot open: {exc.strerror}") from exc
+    if size == 0:
+        raise AudioError("empty file (0 bytes)")
+    try:
+        handle = sf.SoundFile(path)
+    except sf.LibsndfileError as exc:
+        yield from _decode_fallback(path, sample_rate, reason=str(exc))
+        return
+    with handle:
+        if handle.frames == 0:
+            raise AudioError("no audio: the file has a header but 0 samples")
+        _check_not_truncated(handle)
+        decoded = 0
+        resampler = None
+        if handle.samplerate != sample_rate:
+            resampler = soxr.ResampleStream(handle.samplerate, sample_rate, 1, dtype="float32")
+        try:
+            for block in handle.blocks(blocksize=_READ_FRAMES, dtype="float32", always_2d=True):
+                decoded += len(block)
+                mono = block.mean(axis=1, dtype=np.float32)
+                yield resampler.resample_chunk(mono) if resampler else mono
+        except sf.LibsndfileError as exc:
+            raise AudioError(f"truncated or corrupt audio data: {exc}") from exc
+        if decoded < 0.99 * handle.frames:
+            raise AudioError(
+                f"truncated: the header declares {handle.frames / handle.samplerate:.2f} s, "
+                f"only {decoded / handle.samplerate:.2f} s decode"
+            )
+        if resampler:
+            yield resampler.resample_chunk(np.empty(0, dtype=np.float32), last=True)
+
+
+def _check_not_truncated(handle: sf.SoundFile) -> None:
+    """libsndfile trims a WAV/AIFF/AU whose data chunk runs past the end of the file and notes
+    it in its log as `data : <declared> (should be <present>)`; such a file was cut short."""
+    for line in handle.extra_info.splitlines():
+        name, _, rest = line.partition(":")
+        if name.strip().lower() in ("data", "ssnd") and "(should be" in rest:
+            declared = rest.split("(should be")[0].strip()
+            present = rest.split("(should be")[1].strip(" )")
+            raise AudioError(
+                f"truncated: the header declares {declared} bytes of audio, the file holds {present}"
+            )
+
+
+def _decode_fallback(path: Path, sample_rate: int, *, reason: str) -> Iterator[np.ndarray]:
+    """Decode with audioread (ffmpeg, GStreamer, ...) what libsndfile refuses."""
+    yield _load_fallback(path, sample_rate, reason=reason)[0]
+
+
+def _load_fallback(path: Path, sample_rate: int | None, *, reason: str) -> tuple[np.ndarray, int]:
+    """The whole file through audioread, mono, at `sample_rate` (None: the file's own)."""
+    import librosa  # deferred: only this path needs it, and it costs time to import
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # librosa warns that it falls back; we know
+            samples, rate = librosa.load(path, sr=sample_rate, mono=True, dtype=np.float32)
+    except Exception as exc:  # audioread raises a zoo of backend-specific types
+        if type(exc).__name__ == "NoBackendError":
+            raise AudioError(f"cannot decode: not a recognised audio format ({reason})") from exc
+        raise AudioError(
+            f"cannot decode: libsndfile said '{reason}'; audioread said "
+            f"'{type(exc).__name__}: {exc}'".replace("\n", " ")
+        ) from exc
+    return samples, int(rate)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What one file holds, as decoded: format, rate, channels, duration and a content hash."""
+
+    format: str
+    sample_rate: int
+    channels: int
+    duration_s: float
+    content_hash: str
+
+
+def probe(path: str | Path) -> Probe:
+    """Decode the whole file once at its own rate and hash the samples.
+
+    The hash is of the decoded audio, not the file's bytes, so the same recording saved under
+    two names, two genres or two containers hashes the same.
+    """
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise AudioError("empty file (0 bytes)")
+    digest = hashlib.sha1()
+    frames = 0
+    try:
+        with sf.SoundFile(path) as handle:
+            _check_not_truncated(handle)
+            for block in handle.blocks(blocksize=_READ_FRAMES, dtype="float32", always_2d=True):
+                digest.update(np.ascontiguousarray(block).tobytes())
+                frames += len(block)
+            info = (handle.format, handle.samplerate, handle.channels)
+    except sf.LibsndfileError as exc:
+        samples, rate = _load_fallback(path, None, reason=str(exc))
+        digest.update(samples.tobytes())
+        frames = len(samples)
+        info = (path.suffix.lstrip(".").upper(), rate, 1)  # audioread mixes down: channels unknown
+    if frames == 0:
+        raise AudioError("no audio: the file decodes to 0 samples")
+    return Probe(info[0], info[1], info[2], frames / info[1], digest.hexdigest())

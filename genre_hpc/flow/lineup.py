@@ -1,0 +1,40 @@
+"""The origin study's model lineup (k-NN, RF, SVM, MLP, XGBoost, XGBoost-RF), one fit per Dask task."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+from xgboost import XGBClassifier, XGBRFClassifier
+
+# Settings are common defaults, one thread per fit (the cluster provides the parallelism, one
+# model per task).
+MODELS = {
+    "knn": lambda seed: KNeighborsClassifier(n_neighbors=5),
+    "random_forest": lambda seed: RandomForestClassifier(n_estimators=300, n_jobs=1, random_state=seed),
+    "svm": lambda seed: SVC(C=10.0, probability=True, random_state=seed),
+    "mlp": lambda seed: MLPClassifier(hidden_layer_sizes=(256, 128), max_iter=400, random_state=seed),
+    "xgboost": lambda seed: XGBClassifier(n_estimators=300, max_depth=6, n_jobs=1, random_state=seed),
+    "xgboost_rf": lambda seed: XGBRFClassifier(n_estimators=300, max_depth=8, n_jobs=1, random_state=seed),
+}
+
+
+def fit_and_predict(
+    name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, *, n_classes: int, seed: int
+) -> tuple[np.ndarray, float]:
+    """Fit one model (standardised inputs) and return its test probabilities; runs on a worker."""
+    model = make_pipeline(StandardScaler(), MODELS[name](seed))
+    started = time.perf_counter()
+    model.fit(x_train, y_train)
+    fit_seconds = time.perf_counter() - started
+    proba = model.predict_proba(x_test)
+    # a class absent from the training side has no column; put one back for every class
+    full = np.zeros((len(x_test), n_classes))
+    full[:, model.classes_] = proba
+    return full, fit_seconds

@@ -1,0 +1,208 @@
+"""Train/test splits of the feature rows: by track (default), from published lists, or the leaky
+random split of segments that the origin study used (kept only to show the leak)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig
+from sklearn.model_selection import PredefinedSplit, StratifiedKFold, StratifiedShuffleSplit
+
+from genre_hpc.core.errors import ConfigError, DatasetError
+
+log = logging.getLogger(__name__)
+
+LEAK_WARNING = "LEAKY: segments of one track on both sides (the origin study's protocol)"
+SPLITS = ("grouped", "predefined", "random_segments")
+
+
+@dataclass(frozen=True)
+class Split:
+    """Which rows are trained on and which are held out, and how that was decided."""
+
+    name: str
+    description: str
+    train_tracks: frozenset[str] = frozenset()
+    test_tracks: frozenset[str] = frozenset()
+    leaky: bool = False
+    test_fraction: float = 0.0  # random_segments only: share of segments held out
+    seed: int = 0
+    details: dict = field(default_factory=dict)
+
+    def mask(self, rows: pd.DataFrame, side: str) -> np.ndarray:
+        """Boolean mask of `rows` (track_id, segment) on `side` ("train" or "test")."""
+        if self.name == "random_segments":
+            key = f"{self.seed:016d}"[-16:]
+            hashes = pd.util.hash_pandas_object(rows[["track_id", "segment"]], index=False, hash_key=key)
+            test = (hashes.to_numpy() % 1_000_000) < self.test_fraction * 1_000_000
+            return test if side == "test" else ~test
+        tracks = self.test_tracks if side == "test" else self.train_tracks
+        return rows.track_id.isin(tracks).to_numpy()
+
+    def label(self) -> str:
+        """How the split is named next to every number it produced."""
+        return f"{self.name} split ({LEAK_WARNING})" if self.leaky else f"{self.name} split"
+
+    def summary(self) -> dict:
+        info = {"name": self.name, "description": self.description, "leaky": self.leaky, **self.details}
+        if not self.leaky:
+            info.update(train_tracks=len(self.train_tracks), test_tracks=len(self.test_tracks))
+        return info
+
+
+def make_split(tracks: pd.DataFrame, spec: DictConfig) -> Split:
+    """The split `split.*` names; `tracks` has track_id, label and a duplicate `group` per track."""
+    if spec.name == "grouped":
+        return _grouped(tracks, spec)
+    if spec.name == "predefined":
+        return _predefined(tracks, spec)
+    if spec.name == "random_segments":
+        return Split(
+            name="random_segments",
+            description=f"random {spec.test_fraction:.0%} of segments, seed {spec.seed}; {LEAK_WARNING}",
+            leaky=True,
+            test_fraction=float(spec.test_fraction),
+            seed=int(spec.seed),
+            details={"test_fraction": spec.test_fraction, "seed": spec.seed},
+        )
+    raise ConfigError("split", f"unknown split {spec.name!r}", f"use split={' | '.join(SPLITS)}")
+
+
+def _grouped(tracks: pd.DataFrame, spec: DictConfig) -> Split:
+    n_classes = tracks.label.nunique()
+    groups_per_genre = tracks.groupby("label").track_id.count().min()
+    if n_classes < 2 or groups_per_genre < 2:
+        raise DatasetError(
+            f"{n_classes} genre(s), the smallest with {groups_per_genre} track(s): a classifier needs at "
+            "least 2 genres of at least 2 tracks each in data.root"
+        )
+    n_test = int(round(spec.test_fraction * len(tracks)))
+    if n_test < n_classes or len(tracks) - n_test < n_classes:
+        raise DatasetError(
+            f"{len(tracks)} tracks in {n_classes} genres are too few for split.test_fraction="
+            f"{spec.test_fraction}: each side needs a track of every genre"
+        )
+    groups = tracks.get("group", tracks.track_id)
+    # split whole groups (a track, or every copy of one recording), stratified by each group's
+    # first label; then every track follows its group, so no group straddles the two sides
+    by_group = tracks.assign(group=groups).groupby("group", sort=True).label.first()
+    splitter = StratifiedShuffleSplit(n_splits=1, test_size=n_test, random_state=spec.seed)
+    _, test_idx = next(splitter.split(np.zeros(len(by_group)), by_group.to_numpy()))
+    test_groups = set(by_group.index[test_idx])
+    is_test = groups.isin(test_groups).to_numpy()
+    duplicates = int(groups.duplicated(keep=False).sum())
+    return Split(
+        name="grouped",
+        train_tracks=frozenset(tracks.track_id[~is_test]),
+        test_tracks=frozenset(tracks.track_id[is_test]),
+        description=(
+            f"held-out tracks: {spec.test_fraction:.0%} stratified by genre, seed {spec.seed}; no "
+            "track, and no copy of the same audio, has segments on both sides"
+        ),
+        seed=int(spec.seed),
+        details={
+            "test_fraction": spec.test_fraction,
+            "seed": spec.seed,
+            "tracks_in_duplicate_groups": duplicates,
+        },
+    )
+
+
+def _predefined(tracks: pd.DataFrame, spec: DictConfig) -> Split:
+    listed = read_lists(spec)
+    known = sorted(set(tracks.track_id))
+    # an entry matches a track by its path, its path without the extension (GTZAN ships .au,
+    # most copies .wav), its file name, or its file name without the extension; the last three
+    # only where they are unique in the corpus
+    keys = [
+        lambda t: t,
+        lambda t: str(Path(t).with_suffix("")),
+        lambda t: Path(t).name,
+        lambda t: Path(t).stem,
+    ]
+    lookups = []
+    for key in keys:
+        names = pd.Series({t: key(t) for t in known}, dtype=object)
+        unique = names[~names.duplicated(keep=False)]
+        lookups.append((key, dict(zip(unique.to_numpy(), unique.index, strict=True))))
+
+    def resolve(entry: str) -> str | None:
+        for key, lookup in lookups:
+            if key(entry) in lookup:
+                return lookup[key(entry)]
+        return None
+
+    listed["track_id"] = listed.file.map(resolve)
+    missing = listed[listed.track_id.isna()].file.tolist()
+    if missing:
+        log.warning(
+            "split: %d listed files are not in the dataset (missing or undecodable), skipped: %s",
+            len(missing), ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""),
+        )  # fmt: skip
+    found = listed.dropna(subset=["track_id"])
+    train_sides = set(spec.train_on)
+    train = frozenset(found[found.split.isin(train_sides)].track_id)
+    test = frozenset(found[found.split == "test"].track_id)
+    if not train or not test:
+        raise DatasetError(
+            f"split=predefined: {len(train)} train and {len(test)} test tracks of the lists are in "
+            "the dataset; both need some (check split.lists against data.root)"
+        )
+    return Split(
+        name="predefined",
+        train_tracks=train,
+        test_tracks=test,
+        description=f"file lists ({spec.source}); trained on {sorted(train_sides)}, tested on test",
+        details={"missing_from_dataset": missing, "listed": len(listed), "source": spec.source},
+    )
+
+
+def read_lists(spec: DictConfig) -> pd.DataFrame:
+    """The lists as (file, split): one text file per split, one corpus-relative path per line.
+
+    A relative path that is not found from the working directory is looked up among the lists
+    shipped in conf/split/ (gtzan_filtered/...).
+    """
+    frames = []
+    for side, given in spec.lists.items():
+        path = Path(str(given)).expanduser()
+        shipped = Path(str(resources.files("genre_hpc.conf"))) / "split" / str(given)
+        if not path.exists() and not path.is_absolute() and shipped.exists():
+            path = shipped
+        if not path.exists():
+            raise ConfigError(
+                f"split.lists.{side}", f"{path} does not exist", "give a list of files per line"
+            )
+        names = [line.strip() for line in path.read_text().splitlines()]
+        frames.append(
+            pd.DataFrame({"file": [n for n in names if n and not n.startswith("#")], "split": side})
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def grouped_folds(groups: np.ndarray, labels: np.ndarray, *, n_splits: int, seed: int) -> PredefinedSplit:
+    """k cross-validation folds of whole groups (tracks, or copies of one recording), stratified
+    by each group's label.
+
+    sklearn's StratifiedGroupKFold(shuffle=True) can put every track of a genre into one fold
+    (seen here: all 8 jazz tracks of the demo corpus), which leaves that genre out of a
+    training fold; folds drawn on the one-row-per-group table are balanced per genre.
+    """
+    rows = pd.DataFrame({"group": groups, "label": labels})
+    by_group = rows.groupby("group", sort=True).label.first()
+    smallest = by_group.value_counts().min()
+    if smallest < n_splits:
+        raise DatasetError(
+            f"a genre has only {smallest} training tracks, fewer than search.cv_folds={n_splits}: "
+            "lower search.cv_folds or use more tracks"
+        )
+    fold = np.empty(len(by_group), dtype=int)
+    splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    for k, (_, test) in enumerate(splitter.split(np.zeros(len(by_group)), by_group.to_numpy())):
+        fold[test] = k
+    return PredefinedSplit(rows.group.map(pd.Series(fold, index=by_group.index)).to_numpy())

@@ -1,0 +1,90 @@
+"""The validation table (OUT/validation.parquet): what each file holds, and which files are one recording.
+
+GTZAN holds exact replicas, some filed under two genres (Sturm 2012); a split that puts two
+copies of one recording on both sides measures memory, not genre. The content hash recorded
+here groups such copies so that every split keeps them on one side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from genre_hpc.core.atomic import write_parquet
+from genre_hpc.core.errors import AudioError
+from genre_hpc.core.layout import OutputLayout
+from genre_hpc.flow import audio
+
+COLUMNS = [
+    "track_id", "path", "label", "size_bytes", "format", "sample_rate", "channels",
+    "duration_s", "content_hash", "duplicate_of", "error",
+]  # fmt: skip
+
+
+def read(out: OutputLayout) -> pd.DataFrame:
+    """The table an earlier validate left (empty, with its columns, if none)."""
+    return pd.read_parquet(out.validation) if out.validation.exists() else pd.DataFrame(columns=COLUMNS)
+
+
+def write(out: OutputLayout, table: pd.DataFrame) -> None:
+    write_parquet(out.validation, pa.Table.from_pandas(table, preserve_index=False))
+
+
+def pending(tracks: pd.DataFrame, previous: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """(tracks to probe, rows to keep): a file probed before with the same path and size is kept."""
+    if len(previous):
+        same = tracks.merge(previous, on=["track_id", "path", "size_bytes"], how="left", indicator=True)
+        todo = tracks[(same["_merge"] == "left_only").to_numpy()]
+        keep = previous[previous.track_id.isin(tracks.track_id) & ~previous.track_id.isin(todo.track_id)]
+    else:
+        todo, keep = tracks, previous
+    return todo, list(keep.drop(columns=["duplicate_of"], errors="ignore").to_dict("records"))
+
+
+def probe_batch(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Probe a batch of corpus rows; runs on a worker. A file that cannot be read gets its `error`."""
+    rows = []
+    for track in batch:
+        row = {**track, "format": None, "sample_rate": None, "channels": None,
+               "duration_s": None, "content_hash": None, "error": None}  # fmt: skip
+        try:
+            row.update(asdict(audio.probe(track["path"])))
+        except AudioError as exc:
+            row["error"] = str(exc)
+        rows.append(row)
+    return rows
+
+
+def from_rows(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The validation table of probed rows, sorted by track, with `duplicate_of` filled in."""
+    return with_duplicates(pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "duplicate_of"]))
+
+
+def with_duplicates(table: pd.DataFrame) -> pd.DataFrame:
+    """Add `duplicate_of`: the first track_id with the same audio (None for unique files)."""
+    table = table.sort_values("track_id").reset_index(drop=True)
+    first = table.dropna(subset=["content_hash"]).groupby("content_hash").track_id.transform("first")
+    table["duplicate_of"] = None
+    copies = first[first != table.loc[first.index, "track_id"]]
+    table.loc[copies.index, "duplicate_of"] = copies
+    return table[COLUMNS]
+
+
+def summarize(table: pd.DataFrame) -> dict[str, Any]:
+    """Counts for the manifest and the log: undecodable files, duplicate groups, rates, formats."""
+    hashed = table.dropna(subset=["content_hash"])
+    groups = hashed.groupby("content_hash").filter(lambda g: len(g) > 1).groupby("content_hash")
+    duplicates = [sorted(g.track_id) for _, g in groups]
+    return {
+        "files": len(table),
+        "undecodable": int(table.error.notna().sum()),
+        "duplicate_groups": len(duplicates),
+        "duplicate_files": sum(len(g) for g in duplicates),
+        "cross_genre_duplicate_groups": int(sum(g.label.nunique() > 1 for _, g in groups)),
+        "duplicates": duplicates,
+        "sample_rates": {str(k): int(v) for k, v in hashed.sample_rate.value_counts().items()},
+        "formats": {str(k): int(v) for k, v in hashed.format.value_counts().items()},
+    }

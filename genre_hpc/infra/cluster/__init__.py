@@ -1,0 +1,37 @@
+"""Builds the Dask cluster a run uses (LocalCluster, SLURMCluster or SLURMRunner) and always closes it.
+
+The only place a cluster is built: stages are handed its client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from distributed import Client
+from omegaconf import DictConfig
+
+from genre_hpc.core.errors import ConfigError
+from genre_hpc.infra.cluster import local, runner, slurm
+from genre_hpc.infra.cluster.worker_env import prime_jit_cache
+
+
+@contextmanager
+def connect(cfg: DictConfig) -> Iterator[Client]:
+    """Yield a Client on the cluster that `cfg.cluster` describes; close both on exit."""
+    spec = cfg.cluster
+    # dask logs every worker's start and stop at INFO; a batch log wants the stages' lines
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    if spec.kind in ("local", "slurm", "slurm_runner"):
+        prime_jit_cache(spec)
+    if spec.kind == "local":
+        yield from local.connect(spec)
+    elif spec.kind == "slurm":
+        yield from slurm.connect(cfg)
+    elif spec.kind == "slurm_runner":
+        yield from runner.connect(cfg)
+    else:
+        raise ConfigError(
+            "cluster", f"unknown kind {spec.kind!r}", "use cluster=local, slurm or slurm_runner"
+        )

@@ -1,0 +1,29 @@
+"""What every worker process starts with: a primed numba cache to copy, and glibc malloc settings."""
+
+from __future__ import annotations
+
+import os
+
+from omegaconf import DictConfig
+
+from genre_hpc.infra import jitcache
+
+# Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in every worker, which turns off glibc's dynamic
+# mmap threshold: each large numpy array is then mmap'd and page-faulted anew, and feature
+# extraction ran 1.6x slower in a worker than in a plain process (0.185 vs 0.113 s per 30-s clip).
+LOCAL_WORKER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+# SLURM workers start their own nanny, which keeps Dask's trim threshold; a large mmap threshold
+# lets big arrays reuse heap memory again (0.127 s per clip).
+SLURM_WORKER_ENV = {"MALLOC_MMAP_THRESHOLD_": str(64 * 2**20)}
+
+
+# Workers run this module first (Dask's --preload): each takes its own copy of the primed cache.
+PRELOAD = jitcache.__name__
+
+
+def prime_jit_cache(spec: DictConfig) -> None:
+    """Compile librosa's and our numba code once, before any worker starts (jitcache says why).
+
+    LocalCluster workers inherit the primed folder through the environment, SLURM worker jobs get
+    it from their prologue; SLURMRunner ranks are CLI processes that already took their copy."""
+    os.environ[jitcache.PRIMED_ENV] = str(jitcache.prime(spec.numba_cache_dir))

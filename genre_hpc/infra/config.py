@@ -1,0 +1,196 @@
+"""The stages and their configs: a composed config checked once, up front, section by section.
+
+Also what turns a config into the typed values stages use (FeatureParams).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from genre_hpc.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from genre_hpc.flow.params import FeatureParams
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One CLI stage: `genre-hpc <name>`, its Hydra config conf/<name>.yaml, its module stages/<module>.py."""
+
+    name: str
+    summary: str
+    # the CLI builds a cluster and hands the stage its client; the others need none or build their own
+    on_cluster: bool
+    # may be listed in `genre-hpc run stages=[...]`, sharing that run's client
+    in_run: bool
+
+    @property
+    def module(self) -> str:
+        return f"genre_hpc.stages.{self.name.replace('-', '_')}"
+
+
+# The one list of stages: the CLI's usage, its dispatch and the check of `run`'s `stages` read it.
+STAGES: dict[str, Stage] = {
+    stage.name: stage
+    for stage in (
+        Stage("validate", "Probe every file (format, rate, duration, content hash); report duplicates.",
+              on_cluster=True, in_run=True),
+        Stage("extract",
+              "validate, then decode the corpus; write per-segment features as partitioned Parquet.",
+              on_cluster=True, in_run=True),
+        Stage("train", "Train xgboost.dask on the features; evaluate on held-out tracks.",
+              on_cluster=True, in_run=True),
+        Stage("tune", "dask-ml GridSearchCV with track-grouped folds, then train the best model.",
+              on_cluster=True, in_run=True),
+        Stage("compare", "The origin study's models (k-NN, RF, SVM, MLP, XGBoost, XGBoost-RF) on one split.",
+              on_cluster=True, in_run=True),
+        Stage("run", "validate, extract, train, tune on one shared Dask cluster, then the report.",
+              on_cluster=True, in_run=False),
+        Stage("report", "One HTML page (PNG figures beside it) of the run in output.dir.",
+              on_cluster=False, in_run=True),
+        Stage("demo-data", "Write the synthetic GTZAN-shaped demo corpus (data.demo.*).",
+              on_cluster=False, in_run=False),
+        Stage("bench", "Time the extractor against the origin study's method; scaling over Dask schedulers.",
+              on_cluster=False, in_run=False),
+        Stage("predict", "Top genres of new audio files (inputs=[a.mp3,b.flac] or a folder) from model_dir.",
+              on_cluster=False, in_run=False),
+    )
+}  # fmt: skip
+RUNNABLE_STAGES = tuple(name for name, stage in STAGES.items() if stage.in_run)
+
+
+def steps(cfg: DictConfig) -> list[str]:
+    """The stages one command runs, in order, on one client: `run` runs `stages` (run.yaml) and
+    `extract` validates first (its duplicate groups are what the splits keep together)."""
+    if cfg.stage == "run":
+        return list(cfg.stages)  # checked by check()
+    if cfg.stage == "extract":
+        return ["validate", "extract"]
+    return [cfg.stage]
+
+
+def check(cfg: DictConfig) -> None:
+    """Raise ConfigError naming the first key whose value cannot work."""
+    for section in (_check_stages, _check_extract, _check_features, _check_cluster, _check_split,
+                    _check_search, _check_compare):  # fmt: skip
+        section(cfg)
+
+
+def feature_params(cfg: DictConfig) -> FeatureParams:
+    """`features.*` as the typed settings of the feature set (its keys and types checked)."""
+    # deferred, as the other heavy imports here: the CLI reads STAGES for `--help` and must stay instant
+    from genre_hpc.flow.params import FeatureParams
+
+    values = OmegaConf.to_container(cfg.features, resolve=True)
+    known = FeatureParams.__dataclass_fields__
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"features.{key}", "is not a feature setting", f"known: {', '.join(known)}")
+        expected = type(getattr(FeatureParams(), key))
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            values[key] = float(value)
+        elif not isinstance(value, expected) or isinstance(value, bool):
+            raise ConfigError(f"features.{key}", f"{value!r} is not a {expected.__name__}")
+    return FeatureParams(**values)
+
+
+# --- one check per section ------------------------------------------------------------------
+
+
+def _check_stages(cfg: DictConfig) -> None:
+    if cfg.stage == "run":
+        stages = _get(cfg, "stages")
+        if not OmegaConf.is_list(stages) or not stages or set(stages) - set(RUNNABLE_STAGES):
+            raise ConfigError(
+                "stages", f"{stages!r} is not a list of stages", f"choose from {RUNNABLE_STAGES}"
+            )
+
+
+def _check_extract(cfg: DictConfig) -> None:
+    _positive_int(cfg, "extract.batch_size", allow_none=True)
+    _positive_int(cfg, "extract.block_segments")
+
+
+def _check_features(cfg: DictConfig) -> None:
+    feature_params(cfg).check()
+
+
+def _check_cluster(cfg: DictConfig) -> None:
+    kind = _get(cfg, "cluster.kind")
+    if kind not in ("local", "slurm", "slurm_runner"):
+        raise ConfigError("cluster", f"unknown kind {kind!r}", "use cluster=local, slurm or slurm_runner")
+    if kind == "local":
+        _positive_int(cfg, "cluster.n_workers", allow_none=True)
+        _positive_int(cfg, "cluster.threads_per_worker")
+    if kind == "slurm":
+        _positive_int(cfg, "cluster.jobs")
+        _positive_int(cfg, "cluster.cores")
+        _positive_int(cfg, "cluster.processes")
+        _positive_int(cfg, "cluster.death_timeout")
+    if kind == "slurm_runner":
+        _positive_int(cfg, "cluster.threads", allow_none=True)
+    if kind in ("slurm", "slurm_runner"):
+        # deferred (dask-jobqueue is slow to import); the checks live beside the code that uses the values
+        from genre_hpc.infra.cluster.slurm import check_spec
+
+        check_spec(cfg.cluster)
+
+
+def _check_split(cfg: DictConfig) -> None:
+    from genre_hpc.flow.split import SPLITS  # deferred: scikit-learn is slow to import
+
+    if _get(cfg, "split.name") not in SPLITS:
+        raise ConfigError("split", f"unknown split {cfg.split.name!r}", f"use split={' | '.join(SPLITS)}")
+    if cfg.split.name == "predefined":
+        for side in cfg.split.lists:
+            if OmegaConf.is_missing(cfg.split.lists, side):
+                raise ConfigError(f"split.lists.{side}", "is not set", "give a file with one path per line")
+    fraction = _get(cfg, "split.test_fraction", None)
+    if fraction is not None and not (isinstance(fraction, float) and 0.0 < fraction < 1.0):
+        raise ConfigError("split.test_fraction", f"{fraction!r} is not between 0 and 1", "e.g. 0.2")
+
+
+def _check_search(cfg: DictConfig) -> None:
+    from sklearn.metrics import get_scorer_names
+
+    scoring = _get(cfg, "search.scoring")
+    if scoring not in get_scorer_names():
+        raise ConfigError(
+            "search.scoring", f"{scoring!r} is not a scikit-learn scorer", "e.g. accuracy, f1_macro"
+        )
+    _positive_int(cfg, "search.cv_folds")
+    if _get(cfg, "search.cv_folds") < 2:
+        raise ConfigError("search.cv_folds", "needs at least 2 folds")
+    grid = _get(cfg, "search.grid")
+    if not isinstance(grid, DictConfig) or not grid:
+        raise ConfigError("search.grid", "must map parameter names to lists of values")
+    for name, values in grid.items():
+        if not OmegaConf.is_list(values) or len(values) == 0:
+            raise ConfigError(f"search.grid.{name}", "must be a non-empty list, e.g. [3, 6]")
+
+
+def _check_compare(cfg: DictConfig) -> None:
+    if cfg.stage == "compare":
+        from genre_hpc.flow.lineup import MODELS  # deferred: the lineup imports every model's library
+
+        unknown = sorted(set(_get(cfg, "compare.models")) - set(MODELS))
+        if unknown:
+            raise ConfigError("compare.models", f"unknown {unknown}", f"choose from {list(MODELS)}")
+
+
+def _get(cfg: DictConfig, key: str, default: Any = ...) -> Any:
+    value = OmegaConf.select(cfg, key, default=default)
+    if value is ...:
+        raise ConfigError(key, "is missing", "add it to the config or the command line")
+    return value
+
+
+def _positive_int(cfg: DictConfig, key: str, *, allow_none: bool = False) -> None:
+    value = _get(cfg, key)
+    if value is None and allow_none:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(key, f"{value!r} is not a positive integer")

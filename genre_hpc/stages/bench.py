@@ -1,0 +1,102 @@
+"""The bench stage: the package's extractor against the origin study's, value parity, and Dask scaling.
+
+One run on one set of files: (1) both extractors timed single-process after warm-up, (2) their
+values compared feature by feature, (3) the origin study's comparison of Dask schedulers and a
+sweep of the number of workers, (4) peak memory per worker, the time a fresh worker takes to
+its first result, and peak memory for a long file against a short one. Tables go to the log
+and to `output.dir/bench/` as CSV and JSON, with a PNG of the scaling.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from omegaconf import DictConfig
+
+from genre_hpc.core.atomic import write_csv, write_text
+from genre_hpc.core.errors import ConfigError
+from genre_hpc.core.layout import OutputLayout
+from genre_hpc.flow import corpus, demo, plots
+from genre_hpc.flow.parity import parity_summary, parity_table
+from genre_hpc.infra import benchmark, config, manifest
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: DictConfig, client: Any, out: OutputLayout) -> dict[str, Any]:
+    """Run every part of the benchmark; write the tables and return the record (builds its own clusters)."""
+    from threadpoolctl import threadpool_limits
+
+    timer = manifest.StageTimer(out, cfg)
+    spec = cfg.bench
+    files = out.bench
+    params = config.feature_params(cfg)
+    paths = bench_corpus(cfg, int(spec.clips))
+    record: dict[str, Any] = {"machine": benchmark.machine(), "files": len(paths), "command": _command()}
+    log.info("bench: %d files, machine: %s", len(paths), record["machine"]["summary"])
+
+    # "per core": the single-process parts must not spread BLAS over the other core
+    with threadpool_limits(1):
+        speed, ours, theirs = benchmark.time_extractors(paths[: int(spec.speed_clips)], params, spec)
+        parity = parity_table(ours, theirs, params, tolerance=float(spec.tolerance))
+    write_csv(files.speed, speed)
+    write_csv(files.parity, parity)
+    _log_table("extractors, single process after warm-up", speed)
+    _log_table("parity: largest relative difference over all segments", parity_summary(parity))
+    record["speed"] = speed.to_dict(orient="records")
+    record["speedup_vs_reference"] = float(speed.speedup.iloc[-1])
+    record["parity_ok"] = bool(parity.ok.all())
+
+    scaling = benchmark.sweep_workers(cfg, paths, params)
+    write_csv(files.scaling, scaling)
+    _log_table("distributed, worker sweep", scaling)
+    schedulers = benchmark.time_schedulers(cfg, paths, params, scaling)
+    write_csv(files.schedulers, schedulers)
+    _log_table("Dask schedulers, same files", schedulers)
+    record["schedulers"] = schedulers.to_dict(orient="records")
+    record["scaling"] = scaling.to_dict(orient="records")
+
+    record["startup"] = benchmark.startup_probe(cfg, paths[0])
+    _log_table("a fresh process's first result", pd.DataFrame(record["startup"]))
+    record["memory_vs_length"] = benchmark.memory_probe(cfg, paths[0], files.long_files)
+    _log_table("peak memory against file length", pd.DataFrame(record["memory_vs_length"]))
+    plots.scaling_png(schedulers, scaling, files.figure)
+    write_text(files.record, json.dumps(record, indent=2, default=str) + "\n")
+    timer.finish("bench", record)
+    log.info("bench: results in %s", files.folder)
+    return record
+
+
+def bench_corpus(cfg: DictConfig, n: int) -> list[str]:
+    """`n` files, genres interleaved: data.root's, or the demo corpus grown to size."""
+    if cfg.data.root is not None:
+        tracks = corpus.scan(Path(str(cfg.data.root)), extensions=tuple(cfg.data.extensions))
+    else:
+        root = Path(str(cfg.bench.demo_root)).expanduser()
+        demo.generate(
+            root,
+            n_per_genre=math.ceil(n / len(demo.GENRES)),
+            seconds=float(cfg.bench.seconds),
+            sample_rate=cfg.features.sample_rate,
+            seed=cfg.data.demo.seed,
+        )
+        tracks = corpus.scan(root, extensions=(".wav",))
+    order = tracks.assign(rank=tracks.groupby("label").cumcount()).sort_values(["rank", "label"])
+    if len(order) < n:
+        raise ConfigError("bench.clips", f"asks for {n} files, the corpus has {len(order)}", "use fewer")
+    return order.path.head(n).tolist()
+
+
+def _command() -> str:
+    return " ".join(["genre-hpc", "bench", *sys.argv[1:]])
+
+
+def _log_table(title: str, table: pd.DataFrame) -> None:
+    text = table.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+    log.info("bench: %s\n%s", title, text)

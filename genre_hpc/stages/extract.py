@@ -1,0 +1,140 @@
+"""The extract stage: one Dask task per batch of tracks, each writing its own parts to the feature store.
+
+What makes a rerun or a retried task safe (parts named after their tracks, written atomically,
+finished tracks skipped) is the FeatureStore's (flow/dataset.py); this module submits the
+batches and follows them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from typing import Any
+
+from distributed import Client, as_completed
+from omegaconf import DictConfig
+
+from genre_hpc.core.errors import DatasetError
+from genre_hpc.core.layout import OutputLayout
+from genre_hpc.flow import corpus, features
+from genre_hpc.flow.dataset import FeatureStore, batch_id
+from genre_hpc.flow.params import FeatureParams
+from genre_hpc.flow.track import batch_features
+from genre_hpc.infra import config, manifest, tasks
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
+    """Extract features for every track not yet in the dataset; return the stage's record."""
+    timer = manifest.StageTimer(out, cfg)
+    params = config.feature_params(cfg)
+    store = FeatureStore(out)
+    root = corpus.resolve_root(cfg)
+    store.check_compatible(params, root)
+    tracks = corpus.scan(root, extensions=tuple(cfg.data.extensions))
+    done = store.finished_tracks()
+    todo = tracks[~tracks.track_id.isin(done)]
+    log.info(
+        "extract: %d tracks in %s, %d already done, %d to do",
+        len(tracks), root, len(tracks) - len(todo), len(todo),
+    )  # fmt: skip
+
+    if len(todo):
+        # numba's JIT (or loading its cache) once per connected worker, not inside a first task;
+        # workers that join later pay it in their first batch
+        tasks.warm_workers(client, features.warm_up)
+    batch_size = cfg.extract.batch_size or tasks.batch_size(len(todo), tasks.worker_slots(client))
+    batches = tasks.batches(todo, batch_size)
+    futures = [
+        client.submit(
+            process_batch,
+            list(batch.itertuples(index=False, name=None)),
+            store=store,
+            params=params,
+            block_segments=cfg.extract.block_segments,
+            corpus_root=str(root.resolve()),
+            key=f"extract-{batch_id(batch.track_id)}",
+            retries=1,
+        )
+        for batch in batches
+    ]
+    summaries = _collect(futures, n_tracks=len(todo))
+    error_count = store.merge_errors()
+    seconds = timer.seconds
+    rows = sum(s["rows"] for s in summaries)
+    audio_seconds = sum(s["audio_seconds"] for s in summaries)
+    record = {
+        "corpus_root": str(root),
+        "tracks_in_corpus": len(tracks),
+        "tracks_skipped_as_done": len(tracks) - len(todo),
+        "tracks_processed": len(todo),
+        "batches": len(batches),
+        "batch_size": batch_size,
+        "rows_written": rows,
+        "rows_total": store.row_count(),
+        "parts_total": store.part_count(),
+        "errors_total": error_count,
+        "audio_seconds": audio_seconds,
+        "task_seconds": sum(s["seconds"] for s in summaries),
+        "wall_seconds": seconds,
+        "workers": len(client.scheduler_info()["workers"]),
+        "feature_params": asdict(params),
+    }
+    if seconds > 0 and audio_seconds:
+        record["audio_seconds_per_wall_second"] = audio_seconds / seconds
+    timer.finish("extract", record)
+    log.info(
+        "extract: wrote %d rows for %d tracks in %.1f s (%d errors in total, see %s)",
+        rows, len(todo), seconds, error_count, out.errors,
+    )  # fmt: skip
+    if record["rows_total"] == 0:
+        raise DatasetError(f"no track of {root} could be used: read {out.errors} for why")
+    return record
+
+
+def process_batch(
+    batch: list[tuple[str, str, str, int]],
+    *,
+    store: FeatureStore,
+    params: FeatureParams,
+    block_segments: int,
+    corpus_root: str = "",
+) -> dict[str, Any]:
+    """Extract one batch of (track_id, path, label, size) and write its parts; runs on a worker."""
+    started = time.perf_counter()
+    result = batch_features(batch, params=params, block_segments=block_segments, stage="extract")
+    rows = store.write_batch(
+        batch_id(t[0] for t in batch), result.frame, result.errors, params=params, corpus_root=corpus_root
+    )
+    return {
+        "tracks": len(batch),
+        "rows": rows,
+        "errors": len(result.errors),
+        "audio_seconds": result.audio_seconds,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def _collect(futures: list, *, n_tracks: int) -> list[dict[str, Any]]:
+    """Wait for the batches, logging progress as each completes."""
+    summaries: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    tracks = 0
+    last_log = 0.0
+    for future in as_completed(futures):
+        summary = future.result()
+        summaries.append(summary)
+        tracks += summary["tracks"]
+        elapsed = time.perf_counter() - started
+        if elapsed - last_log >= 2.0 or len(summaries) == len(futures):
+            last_log = elapsed
+            rate = tracks / elapsed if elapsed else 0.0
+            eta = (n_tracks - tracks) / rate if rate else float("nan")
+            log.info(
+                "extract: %d/%d batches, %d/%d tracks, %.1f tracks/s, ETA %.0f s",
+                len(summaries), len(futures), tracks, n_tracks, rate, eta,
+            )  # fmt: skip
+        future.release()
+    return summaries

@@ -1,0 +1,45 @@
+"""The train stage: xgboost.dask on the shared client, evaluated on held-out tracks."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+from distributed import Client
+from omegaconf import DictConfig, OmegaConf
+
+from genre_hpc.core.atomic import write_json
+from genre_hpc.core.layout import OutputLayout
+from genre_hpc.flow import model, plots
+from genre_hpc.flow.trainset import TrainingData
+from genre_hpc.infra import manifest
+
+log = logging.getLogger(__name__)
+
+# what manifest.json keeps of metrics.json
+RECORDED = ("segment_accuracy", "track_accuracy", "track_macro_f1", "split", "fit_seconds",
+            "wall_seconds", "test_tracks", "test_segments", "train_segments")  # fmt: skip
+
+
+def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
+    """Train on the training tracks with `model.params`; write model/ and metrics.json."""
+    timer = manifest.StageTimer(out, cfg)
+    data = TrainingData(out, cfg.split)
+    params = OmegaConf.to_container(cfg.model.params, resolve=True)
+    metrics = model.fit_and_evaluate(client, data, params=params, files=out.model)
+    metrics["wall_seconds"] = timer.seconds
+    write_json(out.metrics, metrics)
+    plots.confusion_matrix_png(
+        np.array(metrics["confusion_matrix_tracks"]),
+        metrics["classes"],
+        out.confusion_matrix,
+        title=f"xgboost, track level, test side of the {data.split.label()}",
+    )
+    timer.finish("train", {k: metrics[k] for k in RECORDED if k in metrics})
+    log.info(
+        "train: %s, test side: segment accuracy %.3f, track accuracy %.3f (%.1f s)",
+        data.split.label(), metrics["segment_accuracy"], metrics["track_accuracy"],
+        metrics["wall_seconds"],
+    )  # fmt: skip
+    return metrics

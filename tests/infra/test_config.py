@@ -1,0 +1,68 @@
+"""Config checks: every stage and group composes and passes; a wrong value names its key."""
+
+import pytest
+
+from genre_hpc.core.errors import ConfigError
+from genre_hpc.infra import config
+
+from ..helpers import CONF, make_config
+
+STAGES = ["extract", "train", "tune", "run", "demo-data"]
+GROUPS = {
+    group.name: sorted(p.stem for p in group.glob("*.yaml")) for group in CONF.iterdir() if group.is_dir()
+}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_stage_config_composes_and_passes_its_checks(stage, tmp_path):
+    cfg = make_config(stage, [f"output.dir={tmp_path}"])
+    assert cfg.stage == stage
+    assert cfg.cluster.kind == "local"
+    assert cfg.data.root is None and cfg.data.demo.root == f"{tmp_path}/demo-corpus"
+    config.check(cfg)
+
+
+@pytest.mark.parametrize(
+    "group, option", [(g, o) for g, options in GROUPS.items() if g != "local" for o in options]
+)
+def test_every_option_of_every_group_composes(group, option, tmp_path):
+    cfg = make_config("run", [f"output.dir={tmp_path}", f"{group}={option}"])
+    assert cfg[group] is not None
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("cluster.n_workers=0", "cluster.n_workers"),
+        ("cluster.threads_per_worker=two", "cluster.threads_per_worker"),
+        ("extract.batch_size=-3", "extract.batch_size"),
+        ("features.segment_seconds=0.2", "features.segment_seconds"),
+        ("features.min_seconds=0.01", "features.min_seconds"),
+        ("features.sample_rate=abc", "features.sample_rate"),
+        ("features.n_mfcc=500", "features.n_mfcc"),
+        ("split.test_fraction=1.5", "split.test_fraction"),
+        ("search.cv_folds=1", "search.cv_folds"),
+        ("search.grid.max_depth=3", "search.grid.max_depth"),
+        ("stages=[extract,fly]", "stages"),
+        ("search.scoring=acuracy", "search.scoring"),
+    ],
+)
+def test_wrong_values_name_their_key(override, key, tmp_path):
+    cfg = make_config("run", [f"output.dir={tmp_path}", override])
+    with pytest.raises(ConfigError) as info:
+        config.check(cfg)
+    assert info.value.key == key
+    assert f"`{key}`" in str(info.value)
+
+
+def test_compare_models_are_checked_before_anything_runs(tmp_path):
+    cfg = make_config("compare", [f"output.dir={tmp_path}", "compare.models=[knn,lasso]"])
+    with pytest.raises(ConfigError, match="lasso") as info:
+        config.check(cfg)
+    assert info.value.key == "compare.models"
+
+
+@pytest.mark.parametrize("split", GROUPS["split"])
+def test_every_split_gives_tune_and_compare_a_seed(split, tmp_path):
+    cfg = make_config("tune", [f"output.dir={tmp_path}", f"split={split}"])
+    assert isinstance(cfg.split.seed, int)

@@ -1,0 +1,401 @@
+"""The sbatch scripts and the SLURM clusters on a real SLURM (`bash slurm/dev-cluster.sh start`): nodes n1, n2
+of 2 CPUs, partition debug. Skipped only where SLURM does not answer, and never when CI=true."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from genre_hpc.core.errors import ClusterError
+from genre_hpc.flow import demo
+from genre_hpc.infra import config
+from genre_hpc.infra.cluster import connect
+
+from ..helpers import REPO, make_config
+
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+DONE = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL"}
+
+
+def _slurm_problem() -> str | None:
+    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
+        return "SLURM's commands (sinfo, sbatch) are not installed"
+    try:
+        done = subprocess.run(["sinfo", "-h", "-o", "%P %a"], capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        return "sinfo does not answer within 20 s"
+    if done.returncode != 0 or not done.stdout.strip():
+        return f"sinfo fails: {done.stderr.strip() or 'no partitions'}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def slurm() -> None:
+    problem = _slurm_problem()
+    if problem and CI:
+        pytest.fail(
+            f"CI=true but SLURM is not usable: {problem} (.ci/run starts it with slurm/dev-cluster.sh)"
+        )
+    if problem:
+        pytest.skip(f"{problem}; start one with `bash slurm/dev-cluster.sh start`")
+
+
+@pytest.fixture
+def names() -> Iterator[Callable[[str], str]]:
+    """Unique job names for one test; whatever still runs under them is cancelled afterwards."""
+    tag = f"ghpc-test-{uuid.uuid4().hex[:8]}"
+    made: list[str] = []
+
+    def name(role: str) -> str:
+        made.append(f"{tag}-{role}")
+        return made[-1]
+
+    yield name
+    for job_name in made:
+        subprocess.run(["scancel", "-n", job_name], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("corpus")
+    demo.generate(root, n_per_genre=2, seconds=6)
+    return root
+
+
+@pytest.fixture(scope="module")
+def long_corpus(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Enough audio for a run that lasts while a test cancels a job mid-run."""
+    return demo.generate(tmp_path_factory.mktemp("long-corpus"), n_per_genre=4, seconds=15)
+
+
+@pytest.fixture(scope="module")
+def local_rows(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    """The dry run: the sbatch script run by bash with cluster=local, no SLURM involved."""
+    out = tmp_path_factory.mktemp("local")
+    started = time.perf_counter()
+    done = subprocess.run(
+        ["bash", "slurm/extract.sh", "cluster=local", f"output.dir={out}", f"data.root={corpus}"],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    seconds = time.perf_counter() - started
+    print(f"\nlocal extraction: {seconds:.1f} s wall, stage {_stage(out)['wall_seconds']:.1f} s")
+    return _rows(out)
+
+
+def test_extract_script_dry_run_with_cluster_local(local_rows: pd.DataFrame, corpus: Path) -> None:
+    assert set(local_rows.track_id) == {str(p.relative_to(corpus)) for p in corpus.rglob("*.wav")}
+    assert not local_rows.duplicated(["track_id", "segment"]).any()
+
+
+@pytest.mark.slurm
+def test_sbatch_extract_equals_local_with_the_jobs_asked_for_on_both_nodes(
+    slurm: None, names: Callable[[str], str], corpus: Path, local_rows: pd.DataFrame, tmp_path: Path
+) -> None:
+    worker = names("worker")
+    submitted = time.perf_counter()
+    job = _sbatch(
+        "slurm/extract.sh", f"output.dir={tmp_path}", f"data.root={corpus}", "cluster.jobs=3",
+        f"cluster.job_name={worker}", driver=names("driver"), log=tmp_path / "driver.out",
+    )  # fmt: skip
+    seen: dict[str, set[str]] = {}  # worker job id -> nodes it ran on
+
+    def watch() -> None:
+        for job_id, state, nodes in _squeue(worker):
+            seen.setdefault(job_id, set())
+            if state == "RUNNING":
+                seen[job_id].add(nodes)
+
+    _wait(job, on_poll=watch)
+    seconds = time.perf_counter() - submitted
+    print(
+        f"\nSLURM extraction: {seconds:.1f} s sbatch to end, stage {_stage(tmp_path)['wall_seconds']:.1f} s,"
+    )
+    print(f"{_first_worker(tmp_path)}")
+    _assert_completed(job, tmp_path)
+    assert len(seen) == 3, seen  # cluster.jobs=3 -> three worker jobs in squeue
+    assert set().union(*seen.values()) == {"n1", "n2"}, seen
+    pd.testing.assert_frame_equal(_rows(tmp_path), local_rows, check_exact=False, rtol=1e-5, atol=1e-5)
+    _assert_no_jobs_left(worker)
+    assert len(list((tmp_path / "logs" / "slurm").glob(f"{worker}-*.err"))) == 3
+    assert list(tmp_path.glob(".dask-tls-*")) == []  # credentials deleted
+
+
+@pytest.mark.slurm
+def test_sbatch_train_trains_and_tunes_on_one_set_of_worker_jobs(
+    slurm: None, names: Callable[[str], str], long_corpus: list[Path], tmp_path: Path
+) -> None:
+    root = long_corpus[0].parents[1]
+    done = subprocess.run(
+        ["bash", "slurm/extract.sh", "cluster=local", f"output.dir={tmp_path}", f"data.root={root}"],
+        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    job = _sbatch(
+        "slurm/train.sh", f"output.dir={tmp_path}", f"data.root={root}", "cluster.jobs=2",
+        f"cluster.job_name={names('worker')}", "split.test_fraction=0.5", "search.cv_folds=2",
+        "search.grid.n_estimators=[20]", "model.params.n_estimators=20",
+        driver=names("driver"), log=tmp_path / "driver.out",
+    )  # fmt: skip
+    _wait(job)
+    _assert_completed(job, tmp_path)
+    stages = json.loads((tmp_path / "manifest.json").read_text())["stages"]
+    assert {"train", "tune"} <= set(stages)
+    assert stages["train"]["split"]["name"] == "grouped"
+    assert (tmp_path / "tune" / "best_params.json").exists() and (tmp_path / "report" / "index.html").exists()
+    log = (tmp_path / "driver.out").read_text()
+    assert log.count("submitting 2 worker jobs") == 1  # train and tune shared one cluster
+    _assert_no_jobs_left(names("worker"))
+
+
+@pytest.mark.slurm
+def test_scancel_of_a_worker_mid_run_keeps_every_row_exactly_once(
+    slurm: None, names: Callable[[str], str], long_corpus: list[Path], tmp_path: Path
+) -> None:
+    tracks = long_corpus
+    corpus = tracks[0].parent.parent
+    out = tmp_path / "out"
+    worker = names("worker")
+    job = _sbatch(
+        "slurm/extract.sh", f"output.dir={out}", f"data.root={corpus}", "extract.batch_size=1",
+        "cluster.adapt.minimum=2", "cluster.adapt.maximum=2", f"cluster.job_name={worker}",
+        driver=names("driver"), log=tmp_path / "driver.out",
+    )  # fmt: skip
+    cancelled: list[str] = []
+    workers: set[str] = set()
+
+    def cancel_one_once_busy() -> None:
+        running = [job_id for job_id, state, _ in _squeue(worker) if state == "RUNNING"]
+        workers.update(running)
+        parts = list((out / "features").rglob("*.parquet")) if (out / "features").exists() else []
+        if not cancelled and len(running) == 2 and len(parts) >= 2:
+            subprocess.run(["scancel", running[0]], check=True)
+            cancelled.append(running[0])
+
+    _wait(job, on_poll=cancel_one_once_busy)
+    _assert_completed(job, out)
+    assert cancelled, "the run ended before a worker could be cancelled mid-run"
+    assert _stage(out)["tracks_processed"] == len(tracks)
+    rows = _rows(out)
+    assert not rows.duplicated(["track_id", "segment"]).any()
+    per_track = rows.groupby("track_id").segment.agg(["count", "min", "max"])
+    assert len(per_track) == len(tracks)
+    assert (per_track["min"] == 0).all() and (per_track["count"] == per_track["max"] + 1).all()
+    assert per_track["count"].nunique() == 1  # equal clips, equal segment counts
+    _assert_no_jobs_left(worker)
+    print(f"\nworker jobs seen: {sorted(workers)}, cancelled {cancelled}")
+
+
+@pytest.mark.slurm
+def test_cancelling_the_driver_cancels_its_workers(
+    slurm: None, names: Callable[[str], str], long_corpus: list[Path], tmp_path: Path
+) -> None:
+    """scancel (and the walltime) send SIGTERM: the driver still closes its cluster."""
+    worker = names("worker")
+    job = _sbatch(
+        "slurm/extract.sh", f"output.dir={tmp_path}", f"data.root={long_corpus[0].parent.parent}",
+        "extract.batch_size=1", f"cluster.job_name={worker}",
+        driver=names("driver"), log=tmp_path / "driver.out",
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while len([j for j in _squeue(worker) if j[1] == "RUNNING"]) < 2:
+        assert time.monotonic() < deadline, f"workers did not start: {_squeue(worker)}"
+        assert _job(job).get("JobState") not in DONE, _job(job)
+        time.sleep(0.25)
+    subprocess.run(["scancel", job], check=True)
+    _assert_no_jobs_left(worker, within=15)
+    _wait(job, timeout=60)
+    assert _job(job)["JobState"] == "CANCELLED"
+    assert list(tmp_path.glob(".dask-tls-*")) == []  # and deleted the credentials
+
+
+@pytest.mark.slurm
+def test_slurm_runner_in_a_two_node_allocation(
+    slurm: None, names: Callable[[str], str], corpus: Path, local_rows: pd.DataFrame, tmp_path: Path
+) -> None:
+    driver = names("runner")
+    job = _sbatch(
+        "slurm/extract.sh", "cluster=slurm_runner", f"output.dir={tmp_path}", f"data.root={corpus}",
+        driver=driver, log=tmp_path / "runner.out", extra=["-N", "2", "--ntasks-per-node=2"],
+    )  # fmt: skip
+    _wait(job)
+    info = _assert_completed(job, tmp_path)
+    assert info["NodeList"] == "n[1-2]" and info["NumTasks"] == "4"
+    assert _stage(tmp_path)["workers"] == 2  # 4 tasks: scheduler, client, 2 workers
+    pd.testing.assert_frame_equal(_rows(tmp_path), local_rows, check_exact=False, rtol=1e-5, atol=1e-5)
+    _assert_no_jobs_left(driver)
+
+
+@pytest.mark.slurm
+def test_tls_refuses_a_client_without_the_credentials(
+    slurm: None, names: Callable[[str], str], tmp_path: Path
+) -> None:
+    worker = names("worker")
+    cfg = _compose("cluster=slurm", f"output.dir={tmp_path}", "cluster.jobs=1", f"cluster.job_name={worker}")
+    with connect(cfg) as client:
+        address = client.scheduler.address
+        assert address.startswith("tls://")
+        assert client.submit(sum, [40, 2]).result(timeout=60) == 42  # the run's own client works
+        # another user's process: no credentials, plain TCP to the TLS port, a certificate of its own
+        for attempt in ("plain", "tcp", "other-certificate"):
+            outcome = _foreign_client(address, attempt)
+            assert outcome.startswith("refused"), f"{attempt}: {outcome}"
+        assert len(client.scheduler_info()["workers"]) == 1
+    _assert_no_jobs_left(worker)
+    assert list(tmp_path.glob(".dask-tls-*")) == []
+
+
+@pytest.mark.slurm
+def test_wrong_queue_fails_at_once_naming_the_keys(
+    slurm: None, names: Callable[[str], str], tmp_path: Path
+) -> None:
+    worker = names("worker")
+    cfg = _compose(
+        "cluster=slurm", f"output.dir={tmp_path}", "cluster.queue=no-such-queue", f"cluster.job_name={worker}"
+    )
+    started = time.perf_counter()
+    with (
+        pytest.raises(ClusterError, match=r"invalid partition.*cluster\.queue"),
+        connect(cfg),
+    ):
+        pass
+    assert time.perf_counter() - started < 30
+    assert _squeue(worker) == []
+
+
+@pytest.mark.slurm
+def test_workers_that_never_connect_time_out_and_are_cancelled(
+    slurm: None, names: Callable[[str], str], tmp_path: Path
+) -> None:
+    worker = names("worker")
+    cfg = _compose(
+        "cluster=slurm", f"output.dir={tmp_path}", "cluster.jobs=1", "cluster.connect_timeout=5",
+        "cluster.job_extra_directives=['--begin=now+1hour']", f"cluster.job_name={worker}",
+    )  # fmt: skip
+    with (
+        pytest.raises(ClusterError, match=r"connect_timeout=5.*PENDING.*cluster\.queue"),
+        connect(cfg),
+    ):
+        pass
+    _assert_no_jobs_left(worker)
+
+
+FOREIGN_CLIENT = """
+import sys
+from distributed import Client, Security
+address, attempt = sys.argv[1:]
+kwargs = {"security": Security.temporary()} if attempt == "other-certificate" else {}
+if attempt == "tcp":
+    address = address.replace("tls://", "tcp://")
+try:
+    Client(address, timeout=5, **kwargs).close()
+except Exception as exc:
+    print("refused:", type(exc).__name__, exc)
+else:
+    print("CONNECTED")
+"""
+
+
+def _foreign_client(address: str, attempt: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", FOREIGN_CLIENT, address, attempt], capture_output=True, text=True, timeout=60
+    )
+    return done.stdout.strip() or done.stderr.strip()[-500:]
+
+
+# --- helpers -------------------------------------------------------------------------------------------
+
+
+def _env() -> dict[str, str]:
+    # the scripts run the test's own interpreter; conftest's GENRE_HPC_NUMBA_CACHE is inherited, so
+    # numba's code is primed once per session, not once per output.dir
+    return {**os.environ, "GENRE_HPC_PYTHON": sys.executable}
+
+
+def _compose(*overrides: str):
+    cfg = make_config("extract", list(overrides))
+    config.check(cfg)
+    return cfg
+
+
+def _sbatch(script: str, *overrides: str, driver: str, log: Path, extra: list[str] = ()) -> str:
+    done = subprocess.run(
+        ["sbatch", "--parsable", f"--job-name={driver}", f"--output={log}", *extra, script, *overrides],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip().split(";")[0]
+
+
+def _job(job_id: str) -> dict[str, str]:
+    done = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True, text=True)
+    return dict(re.findall(r"(\w+)=(\S*)", done.stdout))
+
+
+def _wait(job_id: str, *, timeout: float = 300, on_poll: Callable[[], None] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while _job(job_id).get("JobState") not in DONE:
+        if time.monotonic() > deadline:
+            subprocess.run(["scancel", job_id])
+            pytest.fail(f"job {job_id} did not finish within {timeout} s")
+        if on_poll:
+            on_poll()
+        time.sleep(0.25)
+
+
+def _assert_completed(job_id: str, out: Path) -> dict[str, str]:
+    info = _job(job_id)
+    if info.get("JobState") != "COMPLETED" or info.get("ExitCode") != "0:0":
+        log = Path(info.get("StdOut", ""))
+        text = log.read_text()[-4000:] if log.is_file() else "(no log)"
+        pytest.fail(f"job {job_id}: {info.get('JobState')} exit {info.get('ExitCode')}\n{text}")
+    return info
+
+
+def _squeue(name: str) -> list[tuple[str, str, str]]:
+    done = subprocess.run(["squeue", "-h", "-n", name, "-o", "%i %T %N"], capture_output=True, text=True)
+    return [tuple((line.split() + ["", ""])[:3]) for line in done.stdout.splitlines() if line.strip()]
+
+
+def _assert_no_jobs_left(name: str, within: float = 20) -> None:
+    """The driver cancelled its workers: none pending or running (COMPLETING is on its way out)."""
+    deadline = time.monotonic() + within
+    while (jobs := [j for j in _squeue(name) if j[1] != "COMPLETING"]) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert jobs == [], f"jobs named {name} still queued: {jobs}"
+
+
+def _rows(out: Path) -> pd.DataFrame:
+    """The dataset in a fixed order; float32 features agree to rounding across BLAS thread counts."""
+    frame = pd.read_parquet(out / "features")
+    frame["label"] = frame["label"].astype(str)
+    frame = frame[sorted(frame.columns)]
+    return frame.sort_values(["track_id", "segment"]).reset_index(drop=True)
+
+
+def _stage(out: Path) -> dict:
+    return json.loads((out / "manifest.json").read_text())["stages"]["extract"]
+
+
+def _first_worker(out: Path) -> str:
+    logs = "".join(p.read_text() for p in out.glob("driver.out"))
+    match = re.search(r"first worker connected ([\d.]+) s after submission", logs)
+    return f"first worker {match.group(1)} s after the driver submitted" if match else "no first-worker line"
