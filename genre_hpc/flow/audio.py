@@ -146,7 +146,9 @@ def _load_fallback(path: Path, sample_rate: int | None, *, reason: str) -> tuple
             warnings.simplefilter("ignore")  # librosa warns that it falls back; we know
             samples, rate = librosa.load(path, sr=sample_rate, mono=True, dtype=np.float32)
     except Exception as exc:  # audioread raises a zoo of backend-specific types
-        if type(exc).__name__ == "NoBackendError":
+        # nothing but libsndfile can read it: librosa < 1.0 tried every audioread backend and
+        # raises NoBackendError, librosa >= 1.0 has no audioread fallback and re-raises libsndfile's
+        if type(exc).__name__ == "NoBackendError" or isinstance(exc, sf.SoundFileError):
             raise AudioError(f"cannot decode: not a recognised audio format ({reason})") from exc
         raise AudioError(
             f"cannot decode: libsndfile said '{reason}'; audioread said "
