@@ -1,6 +1,7 @@
 import hashlib
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from genre_hpc.flow import demo
@@ -26,13 +27,66 @@ def test_demo_corpus_is_deterministic_per_seed(tmp_path):
     assert first != digest(tmp_path / "c", 1)
 
 
+def test_a_corpus_of_another_synthesis_version_is_written_again(tmp_path):
+    [path] = demo.generate(tmp_path, n_per_genre=1, seconds=2.0, genres=("jazz",))
+    original = path.read_bytes()
+    path.write_bytes(b"a clip of an older demo")
+    demo.generate(tmp_path, n_per_genre=1, seconds=2.0, genres=("jazz",))
+    assert path.read_bytes() == b"a clip of an older demo"  # same version: kept
+    (tmp_path / demo.VERSION_FILE).write_text("1\n")
+    demo.generate(tmp_path, n_per_genre=1, seconds=2.0, genres=("jazz",))
+    assert path.read_bytes() == original
+
+
 def test_genres_differ_in_what_features_measure():
-    rng = np.random.default_rng(0)
-    metal = demo.synthesize(demo.RECIPES["metal"], rng, seconds=3.0, sample_rate=22050)
-    classical = demo.synthesize(demo.RECIPES["classical"], rng, seconds=3.0, sample_rate=22050)
+    def centroid(y):
+        spectrum = np.abs(np.fft.rfft(y))
+        return (spectrum * np.fft.rfftfreq(y.size, 1 / 22050)).sum() / spectrum.sum()
 
-    def zero_crossing_rate(y):
-        return np.mean(np.abs(np.diff(np.sign(y))) > 0)
+    def mean_centroid(genre):
+        rngs = [np.random.default_rng(i) for i in range(4)]
+        return np.mean([centroid(demo.synthesize(genre, r, seconds=3.0, sample_rate=22050)) for r in rngs])
 
-    # distorted, noisy metal crosses zero far more often than soft classical tones
-    assert zero_crossing_rate(metal) > 3 * zero_crossing_rate(classical)
+    # distorted guitars and cymbals make metal far brighter than strings and piano
+    assert mean_centroid("metal") > 1.8 * mean_centroid("classical")
+
+
+def _log_spectrum(y: np.ndarray) -> np.ndarray:
+    frames = y[: len(y) // 2048 * 2048].reshape(-1, 2048) * np.hanning(2048)
+    power = (np.abs(np.fft.rfft(frames, axis=1)) ** 2).mean(axis=0)
+    return np.log(power[1:].reshape(64, 16).sum(axis=1) + 1e-9)  # 64 bands of 172 Hz
+
+
+@pytest.mark.parametrize("genre", demo.GENRES)
+def test_the_halves_of_a_song_are_closer_than_two_songs_of_its_genre(genre):
+    """A song's identity (key, timbre, mix) is shared by all its segments: what makes the
+    random-segment split leak, as it does on real music."""
+    halves = []
+    for i in range(6):
+        y = demo.synthesize(genre, np.random.default_rng([7, i]), seconds=12.0, sample_rate=22050)
+        halves.append((_log_spectrum(y[: y.size // 2]), _log_spectrum(y[y.size // 2 :])))
+    within = np.mean([np.linalg.norm(a - b) for a, b in halves])
+    between = np.mean(
+        [np.linalg.norm(halves[i][0] - halves[j][1]) for i in range(6) for j in range(6) if i != j]
+    )
+    assert within < 0.85 * between, (within, between)
+
+
+@pytest.mark.parametrize("genre", ["disco", "rock", "hiphop", "reggae"])
+def test_the_drums_beat_at_the_songs_tempo(genre):
+    """Cymbals and snares make the high-frequency energy periodic at the song's beat (or a
+    multiple of it): the onset and zero-crossing traces of the report show beats."""
+    for i in range(3):
+        beat_s = demo._Song(demo.STYLES[genre], np.random.default_rng(i), 22050).beat
+        y = demo.synthesize(genre, np.random.default_rng(i), seconds=10.0, sample_rate=22050)
+        high = np.diff(y)  # drums live high, sustained tones low
+        hop = 128
+        frames = np.abs(high[: high.size // hop * hop].reshape(-1, hop)).mean(axis=1)
+        flux = np.maximum(np.diff(frames), 0)
+        flux -= flux.mean()
+        ac = np.correlate(flux, flux, "full")[flux.size - 1 :]
+        # the beat and the bar stand out among all lags of 0.2 to 3 s
+        lag = [round(k * beat_s * 22050 / hop) for k in (1, 2, 4)]
+        at_beat = max(ac[max(0, lg - 1) : lg + 2].max() for lg in lag)
+        others = ac[round(0.2 * 22050 / hop) : round(3 * 22050 / hop)]
+        assert at_beat > 0.6 * others.max() and at_beat > 0.2 * ac[0], (genre, i)

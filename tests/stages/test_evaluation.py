@@ -124,7 +124,7 @@ def test_report_page_names_every_figure_and_every_figure_is_a_png(evaluated, cor
 def test_predict_names_the_genre_of_clips_it_never_saw(evaluated, tmp_path):
     rng = np.random.default_rng(2024)  # not the corpus seed: new clips of each genre
     for genre in demo.GENRES:
-        y = demo.synthesize(demo.RECIPES[genre], rng, seconds=12.0, sample_rate=44100)
+        y = demo.synthesize(genre, rng, seconds=12.0, sample_rate=44100)
         sf.write(tmp_path / f"{genre}.flac", np.stack([y, 0.9 * y]).T, 44100)  # stereo, 44.1 kHz
     (tmp_path / "broken.mp3").write_text("not audio")
     result = run_cli("predict", f"output.dir={evaluated}", f"inputs=[{tmp_path}]", cwd=tmp_path)
