@@ -45,6 +45,43 @@ class ComparisonFiles:
     def figure(self) -> Path:
         return self.folder / "comparison.png"
 
+    @property
+    def folds(self) -> Path:
+        """compare.folds=K: every model's scores on every fold."""
+        return self.folder / "folds.csv"
+
+
+@dataclass(frozen=True)
+class EvaluationFiles:
+    """What `evaluate` writes: evaluate/."""
+
+    folder: Path
+
+    @property
+    def folds(self) -> Path:
+        """One row per fold: its test tracks and segments, accuracies and macro-F1."""
+        return self.folder / "folds.csv"
+
+    @property
+    def summary(self) -> Path:
+        """Per metric: mean, standard deviation over folds, 95 % interval; the protocol."""
+        return self.folder / "summary.json"
+
+    @property
+    def assignments(self) -> Path:
+        """Which tracks (segments, for a leaky split) were tested in which fold."""
+        return self.folder / "fold_assignments.csv"
+
+    @property
+    def confusion(self) -> Path:
+        """The confusion matrix of tracks pooled over all folds."""
+        return self.folder / "confusion_matrix.png"
+
+    @property
+    def figure(self) -> Path:
+        """Accuracy per fold, with the mean and its interval."""
+        return self.folder / "folds.png"
+
 
 @dataclass(frozen=True)
 class BenchFiles:
@@ -151,6 +188,10 @@ class OutputLayout:
     @property
     def best_params(self) -> Path:
         return self.tune / "best_params.json"
+
+    @property
+    def evaluation(self) -> EvaluationFiles:
+        return EvaluationFiles(self.root / "evaluate")
 
     def comparison(self, split: str) -> ComparisonFiles:
         return ComparisonFiles(self.root / "compare" / split)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from sklearn.base import BaseEstimator, clone
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.neural_network import MLPClassifier
@@ -26,10 +27,20 @@ MODELS = {
 
 
 def fit_and_predict(
-    name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, *, n_classes: int, seed: int
+    name: str | BaseEstimator,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    *,
+    n_classes: int,
+    seed: int,
 ) -> tuple[np.ndarray, float]:
-    """Fit one model (standardised inputs) and return its test probabilities; runs on a worker."""
-    model = make_pipeline(StandardScaler(), MODELS[name](seed))
+    """Fit one model (standardised inputs) and return its test probabilities; runs on a worker.
+
+    `name` is one of MODELS, or an unfitted estimator (evaluate's configured xgboost).
+    """
+    estimator = MODELS[name](seed) if isinstance(name, str) else clone(name)
+    model = make_pipeline(StandardScaler(), estimator)
     started = time.perf_counter()
     model.fit(x_train, y_train)
     fit_seconds = time.perf_counter() - started
@@ -38,3 +49,19 @@ def fit_and_predict(
     full = np.zeros((len(x_test), n_classes))
     full[:, model.classes_] = proba
     return full, fit_seconds
+
+
+def fit_and_predict_fold(
+    name: str | BaseEstimator,
+    x: np.ndarray,
+    y: np.ndarray,
+    folds: np.ndarray,
+    fold: int,
+    *,
+    n_classes: int,
+    seed: int,
+) -> tuple[np.ndarray, float]:
+    """fit_and_predict trained on every row outside `fold`, tested on the rows of `fold`: one
+    cross-validation fold as one task, the data scattered to every worker once for all folds."""
+    test = folds == fold
+    return fit_and_predict(name, x[~test], y[~test], x[test], n_classes=n_classes, seed=seed)

@@ -64,9 +64,10 @@ class Standardizer:
 
 
 def fit_and_evaluate(
-    client: Client, data: TrainingData, *, params: dict[str, Any], files: ModelFiles
+    client: Client, data: TrainingData, *, params: dict[str, Any], files: ModelFiles | None
 ) -> dict[str, Any]:
-    """Fit DaskXGBClassifier on the training tracks, save it, score the held-out tracks."""
+    """Fit DaskXGBClassifier on the training tracks, save it (unless `files` is None), score the
+    held-out tracks."""
     train = data.side("train")
     scaler = Standardizer.fit(train, data.names)
     x_train = scaler.dask_array(train)
@@ -82,7 +83,8 @@ def fit_and_evaluate(
     x_test = scaler.dask_array(test)
     proba = model.predict_proba(x_test).compute()
     ids = test[["track_id", "label"]].compute()  # same partitions, same order as x_test
-    save(files, model.get_booster(), scaler=scaler, data=data)
+    if files is not None:
+        save(files, model.get_booster(), scaler=scaler, data=data)
     metrics = evaluate(proba, ids, data.classes)
     metrics.update(
         split=data.split.summary(),

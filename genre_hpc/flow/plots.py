@@ -49,16 +49,49 @@ def _short(params: dict) -> str:
 
 
 def comparison_png(table, path: Path, *, title: str) -> Path:
-    """Segment and track accuracy per model, side by side."""
+    """Segment and track accuracy per model, side by side, each with its 95 % interval as an error bar.
+
+    `table` has, per accuracy, `<name>` and `<name>_low`/`<name>_high` (mean over folds or the
+    single split's value, and its interval).
+    """
     fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
     x = np.arange(len(table))
-    ax.bar(x - 0.2, table["segment_accuracy"], 0.4, label="segment accuracy")
-    ax.bar(x + 0.2, table["track_accuracy"], 0.4, label="track accuracy")
+    for offset, name, label in (
+        (-0.2, "segment_accuracy", "segment accuracy"),
+        (0.2, "track_accuracy", "track accuracy"),
+    ):
+        errors = None
+        if f"{name}_low" in table:
+            errors = np.vstack([table[name] - table[f"{name}_low"], table[f"{name}_high"] - table[name]])
+            errors = np.clip(np.nan_to_num(errors), 0, None)
+        ax.bar(x + offset, table[name], 0.4, yerr=errors, capsize=3, label=label)
     ax.set_xticks(x, table["model"], rotation=20)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("accuracy (95 % interval)")
     ax.set_title(title, fontsize=9)
     ax.legend(loc="lower right")
+    return _save(fig, path)
+
+
+def folds_png(table, summary: dict, path: Path, *, title: str) -> Path:
+    """Track and segment accuracy of every fold; the mean over folds and its 95 % interval as a band."""
+    fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
+    x = table["fold"].to_numpy()
+    for offset, name, color in (
+        (-0.2, "segment_accuracy", "tab:orange"),
+        (0.2, "track_accuracy", "tab:blue"),
+    ):
+        info = summary[name]
+        label = f"{name.replace('_', ' ')}: mean {info['mean']:.3f} [{info['low']:.3f}, {info['high']:.3f}]"
+        ax.bar(x + offset, table[name], 0.4, color=color, alpha=0.8, label=label)
+        ax.axhspan(info["low"], info["high"], color=color, alpha=0.15)
+        ax.axhline(info["mean"], color=color, lw=1)
+    ax.set_xticks(x, [str(f) for f in x])
+    ax.set_xlabel("fold")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("accuracy on the fold's held-out tracks")
+    ax.set_title(title, fontsize=8, wrap=True)
+    ax.legend(loc="lower right", fontsize=8)
     return _save(fig, path)
 
 

@@ -14,6 +14,7 @@ from genre_hpc.core.layout import OutputLayout
 from genre_hpc.flow import plots, validation
 from genre_hpc.flow.audio import iter_segments
 from genre_hpc.flow.dataset import FeatureStore
+from genre_hpc.flow.metrics import interval_text
 from genre_hpc.flow.params import FeatureParams
 
 # rows read for the correlation heatmap: plenty for stable estimates, bounded memory
@@ -31,6 +32,7 @@ def write(out: OutputLayout, manifest: dict[str, Any]) -> Path:
         _correlation(store, folder),
         _model(folder, "train", out.metrics, out.confusion_matrix),
         _tuning(out, folder),
+        _evaluation(out, folder),
         _comparison(out, folder),
         _timings(manifest),
     ]
@@ -115,12 +117,20 @@ def _model(folder: Path, title: str, metrics_path: Path, confusion: Path | None)
     leaky = (
         " <b class=leak>LEAKY split: segments of one track on both sides</b>" if split.get("leaky") else ""
     )
+    interval = metrics.get("track_accuracy_interval")
+    track = (
+        html.escape(interval_text(metrics["track_accuracy"], interval))
+        if interval
+        else f"{metrics['track_accuracy']:.3f} (no interval recorded)"
+    )
     body = (
         f"<p class=score>segment accuracy <b>{metrics['segment_accuracy']:.3f}</b>, track accuracy "
-        f"<b>{metrics['track_accuracy']:.3f}</b>, track macro-F1 {metrics['track_macro_f1']:.3f} "
+        f"<b>{track}</b>, track macro-F1 {metrics['track_macro_f1']:.3f} "
         f"&mdash; on the test side of the <b>{html.escape(split['name'])}</b> split{leaky}: "
         f"{html.escape(split['description'])}</p>"
     )
+    if interval:
+        body += f"<p>interval: {html.escape(interval['method'])}</p>"
     if confusion is not None and confusion.exists():
         write_bytes(folder / f"{title}_confusion.png", confusion.read_bytes(), durable=False)
         body += _img(f"{title}_confusion.png", "confusion matrix (tracks)")
@@ -143,6 +153,43 @@ def _tuning(out: OutputLayout, folder: Path) -> str:
     body += _img("cv_results.png", "grid search") + _table(results.sort_values("rank_test_score")[columns])
     body += _model(folder, "tuned", out.tune_metrics, None)
     return _section("Tuning", body)
+
+
+def _evaluation(out: OutputLayout, folder: Path) -> str:
+    files = out.evaluation
+    if not files.summary.exists():
+        return ""
+    summary = json.loads(files.summary.read_text())
+    leak = " <b class=leak>LEAKY: segments of one track in several folds</b>" if summary["leaky"] else ""
+    metrics = summary["metrics"]
+    rows = pd.DataFrame(
+        [
+            {"metric": name.replace("_", " "), "mean over folds": info["mean"], "std over folds": info["std"],
+             "95 % interval (low)": info["low"], "95 % interval (high)": info["high"]}
+            for name, info in metrics.items()
+        ]
+    )  # fmt: skip
+    track = metrics["track_accuracy"]
+    pooled = summary["pooled_track_accuracy_interval"]
+    tested = "segment" if summary["leaky"] else f"one of the {summary['tested_tracks']} tracks"
+    model = f"{summary['model']['name']} {json.dumps(summary['model']['params'])}"
+    body = (
+        f"<p class=score>track accuracy <b>{html.escape(interval_text(track['mean'], track))}</b>, "
+        f"mean over {summary['folds']} folds (std {track['std']:.3f}) &mdash; "
+        f"{html.escape(summary['protocol'])}{leak}.</p>"
+        f"<p>Every {tested} was tested once. Pooled over folds: track accuracy "
+        f"{html.escape(interval_text(summary['pooled_track_accuracy'], pooled))} "
+        f"({html.escape(pooled['method'])})."
+        f" Interval of the means: {html.escape(track['method'])}. Model {html.escape(model)}, "
+        f"engine {html.escape(summary['engine'])}.</p>"
+    )
+    body += _table(rows)
+    for name, alt in (("figure", "accuracy per fold"), ("confusion", "confusion matrix, pooled over folds")):
+        source = getattr(files, name)
+        if source.exists():
+            write_bytes(folder / f"evaluate_{source.name}", source.read_bytes(), durable=False)
+            body += _img(f"evaluate_{source.name}", alt)
+    return _section("Cross-validation (evaluate)", body)
 
 
 def _comparison(out: OutputLayout, folder: Path) -> str:

@@ -187,22 +187,58 @@ def read_lists(spec: DictConfig) -> pd.DataFrame:
 
 def grouped_folds(groups: np.ndarray, labels: np.ndarray, *, n_splits: int, seed: int) -> PredefinedSplit:
     """k cross-validation folds of whole groups (tracks, or copies of one recording), stratified
-    by each group's label.
+    by each group's label, as scikit-learn's cv= takes them (tune's folds of the training rows)."""
+    rows = pd.DataFrame({"group": groups, "label": labels})
+    fold = _group_folds(rows, n_splits=n_splits, seed=seed, key="search.cv_folds", what="training tracks")
+    return PredefinedSplit(rows.group.map(fold).to_numpy())
+
+
+def track_folds(tracks: pd.DataFrame, *, n_splits: int, seed: int, key: str) -> pd.Series:
+    """The fold (0 to k-1) of every track (`tracks`: track_id, label, group), indexed by track_id:
+    whole groups per fold, stratified by genre; `key` is the setting that chose k."""
+    rows = tracks.assign(group=tracks.get("group", tracks.track_id))
+    fold = _group_folds(rows, n_splits=n_splits, seed=seed, key=key, what="tracks")
+    return pd.Series(rows.group.map(fold).to_numpy(), index=rows.track_id.to_numpy(), name="fold")
+
+
+def row_folds(rows: pd.DataFrame, tracks: pd.DataFrame, split: Split, *, n_splits: int, seed: int, key: str
+              ) -> tuple[np.ndarray, str]:  # fmt: skip
+    """The fold of every feature row (`rows`: track_id, label) and how the folds were drawn.
+
+    Folds follow the split's protocol: whole tracks (and their groups) for an honest split;
+    for the leaky random_segments split, segments, so the leak shows in cross-validation too.
+    """
+    if split.leaky:
+        fold = np.empty(len(rows), dtype=int)
+        splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        for k, (_, test) in enumerate(splitter.split(np.zeros(len(rows)), rows.label.to_numpy())):
+            fold[test] = k
+        return fold, f"{n_splits}-fold cross-validation of random segments ({LEAK_WARNING})"
+    by_track = track_folds(tracks, n_splits=n_splits, seed=seed, key=key)
+    description = (
+        f"{n_splits}-fold cross-validation over whole tracks, stratified by genre; no track and no "
+        "group of tracks (copies of one recording"
+        + (f", one {split.details['group_by']}" if split.details.get("group_by") else "")
+        + ") in two folds"
+    )
+    return rows.track_id.map(by_track).to_numpy(), description
+
+
+def _group_folds(rows: pd.DataFrame, *, n_splits: int, seed: int, key: str, what: str) -> pd.Series:
+    """The fold of every group in `rows` (group, label), drawn on the one-row-per-group table.
 
     sklearn's StratifiedGroupKFold(shuffle=True) can put every track of a genre into one fold
     (seen here: all 8 jazz tracks of the demo corpus), which leaves that genre out of a
     training fold; folds drawn on the one-row-per-group table are balanced per genre.
     """
-    rows = pd.DataFrame({"group": groups, "label": labels})
     by_group = rows.groupby("group", sort=True).label.first()
     smallest = by_group.value_counts().min()
     if smallest < n_splits:
         raise DatasetError(
-            f"a genre has only {smallest} training tracks, fewer than search.cv_folds={n_splits}: "
-            "lower search.cv_folds or use more tracks"
+            f"a genre has only {smallest} {what}, fewer than {key}={n_splits}: lower {key} or use more tracks"
         )
     fold = np.empty(len(by_group), dtype=int)
     splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     for k, (_, test) in enumerate(splitter.split(np.zeros(len(by_group)), by_group.to_numpy())):
         fold[test] = k
-    return PredefinedSplit(rows.group.map(pd.Series(fold, index=by_group.index)).to_numpy())
+    return pd.Series(fold, index=by_group.index)

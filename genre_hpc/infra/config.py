@@ -45,6 +45,8 @@ STAGES: dict[str, Stage] = {
               on_cluster=True, in_run=True),
         Stage("tune", "dask-ml GridSearchCV with track-grouped folds, then train the best model.",
               on_cluster=True, in_run=True),
+        Stage("evaluate", "K-fold cross-validation over whole tracks: accuracy, spread, 95 % interval.",
+              on_cluster=True, in_run=True),
         Stage("compare", "The origin study's models (k-NN, RF, SVM, MLP, XGBoost, XGBoost-RF) on one split.",
               on_cluster=True, in_run=True),
         Stage("run", "validate, extract, train, tune on one shared Dask cluster, then the report.",
@@ -75,7 +77,7 @@ def steps(cfg: DictConfig) -> list[str]:
 def check(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first key whose value cannot work."""
     for section in (_check_stages, _check_extract, _check_features, _check_cluster, _check_split,
-                    _check_search, _check_compare):  # fmt: skip
+                    _check_search, _check_compare, _check_evaluate):  # fmt: skip
         section(cfg)
 
 
@@ -179,6 +181,21 @@ def _check_compare(cfg: DictConfig) -> None:
         unknown = sorted(set(_get(cfg, "compare.models")) - set(MODELS))
         if unknown:
             raise ConfigError("compare.models", f"unknown {unknown}", f"choose from {list(MODELS)}")
+
+
+def _check_evaluate(cfg: DictConfig) -> None:
+    if cfg.stage == "evaluate" or (cfg.stage == "run" and "evaluate" in cfg.stages):
+        _positive_int(cfg, "evaluate.folds")
+        if cfg.evaluate.folds < 2:
+            raise ConfigError("evaluate.folds", "needs at least 2 folds", "e.g. evaluate.folds=10")
+        if _get(cfg, "evaluate.engine") not in ("tasks", "dask"):
+            raise ConfigError("evaluate.engine", f"{cfg.evaluate.engine!r} is not tasks or dask")
+    if cfg.stage == "compare":
+        folds = _get(cfg, "compare.folds")
+        if folds is not None:
+            _positive_int(cfg, "compare.folds")
+            if folds < 2:
+                raise ConfigError("compare.folds", "needs at least 2 folds", "or null for the one split")
 
 
 def _get(cfg: DictConfig, key: str, default: Any = ...) -> Any:

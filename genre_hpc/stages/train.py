@@ -12,14 +12,15 @@ from omegaconf import DictConfig, OmegaConf
 from genre_hpc.core.atomic import write_json
 from genre_hpc.core.layout import OutputLayout
 from genre_hpc.flow import model, plots
+from genre_hpc.flow.metrics import interval_text
 from genre_hpc.flow.trainset import TrainingData
 from genre_hpc.infra import manifest
 
 log = logging.getLogger(__name__)
 
 # what manifest.json keeps of metrics.json
-RECORDED = ("segment_accuracy", "track_accuracy", "track_macro_f1", "split", "fit_seconds",
-            "wall_seconds", "test_tracks", "test_segments", "train_segments")  # fmt: skip
+RECORDED = ("segment_accuracy", "track_accuracy", "track_accuracy_interval", "track_macro_f1", "split",
+            "fit_seconds", "wall_seconds", "test_tracks", "test_segments", "train_segments")  # fmt: skip
 
 
 def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
@@ -34,12 +35,15 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
         np.array(metrics["confusion_matrix_tracks"]),
         metrics["classes"],
         out.confusion_matrix,
-        title=f"xgboost, track level, test side of the {data.split.label()}",
+        title=(
+            f"xgboost, track level, test side of the {data.split.label()}\ntrack accuracy "
+            + interval_text(metrics["track_accuracy"], metrics["track_accuracy_interval"])
+        ),
     )
     timer.finish("train", {k: metrics[k] for k in RECORDED if k in metrics})
     log.info(
-        "train: %s, test side: segment accuracy %.3f, track accuracy %.3f (%.1f s)",
-        data.split.label(), metrics["segment_accuracy"], metrics["track_accuracy"],
-        metrics["wall_seconds"],
+        "train: %s, test side: segment accuracy %.3f, track accuracy %s (%.1f s)",
+        data.split.label(), metrics["segment_accuracy"],
+        interval_text(metrics["track_accuracy"], metrics["track_accuracy_interval"]), metrics["wall_seconds"],
     )  # fmt: skip
     return metrics

@@ -20,6 +20,7 @@ from genre_hpc.core.atomic import write_csv, write_json
 from genre_hpc.core.errors import DatasetError
 from genre_hpc.core.layout import OutputLayout
 from genre_hpc.flow import model, plots
+from genre_hpc.flow.metrics import interval_text
 from genre_hpc.flow.split import LEAK_WARNING, grouped_folds
 from genre_hpc.flow.trainset import TrainingData
 from genre_hpc.infra import manifest
@@ -101,14 +102,15 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
             **summary,
             "segment_accuracy": metrics["segment_accuracy"],
             "track_accuracy": metrics["track_accuracy"],
+            "track_accuracy_interval": metrics["track_accuracy_interval"],
             "split": metrics["split"],
             "wall_seconds": metrics["wall_seconds"],
         },
     )
     log.info(
         "tune: best %s (cv %s %.3f); %s, test side: segment accuracy %.3f, "
-        "track accuracy %.3f (%.1f s)",
-        best, cfg.search.scoring, summary["best_cv_score"], data.split.label(),
-        metrics["segment_accuracy"], metrics["track_accuracy"], metrics["wall_seconds"],
+        "track accuracy %s (%.1f s)",
+        best, cfg.search.scoring, summary["best_cv_score"], data.split.label(), metrics["segment_accuracy"],
+        interval_text(metrics["track_accuracy"], metrics["track_accuracy_interval"]), metrics["wall_seconds"],
     )  # fmt: skip
     return metrics

@@ -4,7 +4,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from genre_hpc.core.errors import DatasetError
-from genre_hpc.flow.split import LEAK_WARNING, grouped_folds, make_split, read_lists
+from genre_hpc.flow.split import LEAK_WARNING, grouped_folds, make_split, read_lists, row_folds, track_folds
 
 from ..helpers import CONF
 
@@ -134,3 +134,38 @@ def test_shipped_gtzan_fault_filtered_lists_resolve_against_an_au_corpus():
     assert split.summary()["missing_from_dataset"] == ["jazz/jazz.00054.wav"]
     assert (len(split.train_tracks), len(split.test_tracks)) == (443 + 197 - 1, 290)
     assert not split.train_tracks & split.test_tracks
+
+
+def _with_copies(n_per_genre=6):
+    tracks = pd.DataFrame(
+        [(f"{g}/{g}.{i}.wav", g) for g in ("a", "b", "c") for i in range(n_per_genre)],
+        columns=["track_id", "label"],
+    )
+    tracks["group"] = tracks.track_id
+    tracks.loc[[0, 1, 2], "group"] = "same recording"  # three copies of one recording
+    return tracks
+
+
+def test_track_folds_test_every_track_once_and_keep_groups_together():
+    tracks = _with_copies()
+    folds = track_folds(tracks, n_splits=3, seed=4, key="evaluate.folds")
+    assert sorted(folds.index) == sorted(tracks.track_id) and set(folds) == {0, 1, 2}
+    assert folds.loc[tracks.track_id[:3]].nunique() == 1
+    per_fold = tracks.assign(fold=tracks.track_id.map(folds)).groupby("fold").label.nunique()
+    assert (per_fold == 3).all()  # stratified: every genre in every fold
+
+
+def test_row_folds_follow_the_split_protocol():
+    tracks = _with_copies()
+    rows = pd.DataFrame({"track_id": np.repeat(tracks.track_id, 4), "label": np.repeat(tracks.label, 4)})
+    honest = make_split(tracks, OmegaConf.create({"name": "grouped", "test_fraction": 0.3, "seed": 0}))
+    fold, how = row_folds(rows, tracks, honest, n_splits=3, seed=0, key="evaluate.folds")
+    assert (rows.assign(fold=fold).groupby("track_id").fold.nunique() == 1).all() and "whole tracks" in how
+    leaky = make_split(tracks, OmegaConf.create({"name": "random_segments", "test_fraction": 0.3, "seed": 0}))
+    fold, how = row_folds(rows, tracks, leaky, n_splits=3, seed=0, key="evaluate.folds")
+    assert (rows.assign(fold=fold).groupby("track_id").fold.nunique() > 1).any() and LEAK_WARNING in how
+
+
+def test_too_few_tracks_for_the_folds_names_the_setting():
+    with pytest.raises(DatasetError, match="evaluate.folds=7"):
+        track_folds(_with_copies(), n_splits=7, seed=0, key="evaluate.folds")

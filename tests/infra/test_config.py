@@ -66,3 +66,19 @@ def test_compare_models_are_checked_before_anything_runs(tmp_path):
 def test_every_split_gives_tune_and_compare_a_seed(split, tmp_path):
     cfg = make_config("tune", [f"output.dir={tmp_path}", f"split={split}"])
     assert isinstance(cfg.split.seed, int)
+
+
+@pytest.mark.parametrize(
+    "stage, override, key",
+    [
+        ("evaluate", "evaluate.folds=1", "evaluate.folds"),
+        ("evaluate", "evaluate.engine=threads", "evaluate.engine"),
+        ("compare", "compare.folds=1", "compare.folds"),
+        ("compare", "compare.folds=ten", "compare.folds"),
+    ],
+)
+def test_wrong_fold_settings_name_their_key(stage, override, key, tmp_path):
+    cfg = make_config(stage, [f"output.dir={tmp_path}", override])
+    with pytest.raises(ConfigError) as info:
+        config.check(cfg)
+    assert info.value.key == key

@@ -15,7 +15,7 @@ from genre_hpc.flow import demo
 from genre_hpc.flow.lineup import MODELS
 from genre_hpc.flow.split import LEAK_WARNING
 from genre_hpc.flow.trainset import TrainingData
-from genre_hpc.stages import compare, extract, report, train, validate
+from genre_hpc.stages import compare, evaluate, extract, report, train, validate
 
 from ..helpers import layout, make_config, run_cli, run_stage
 
@@ -154,3 +154,77 @@ def test_predict_refuses_a_model_of_another_feature_version(evaluated, tmp_path)
                      f"output.dir={tmp_path}/out", cwd=tmp_path, check=False)  # fmt: skip
     assert result.returncode == 2
     assert "feature-set version '0'" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def cross_validated(evaluated, corpus, client):
+    cfg = _cfg("evaluate", evaluated, corpus, "evaluate.folds=4", "model.params.n_estimators=30")
+    return run_stage(evaluate, cfg, client)
+
+
+def test_evaluate_tests_every_track_exactly_once_and_keeps_copies_in_one_fold(cross_validated, evaluated):
+    files = layout(_cfg("evaluate", evaluated, evaluated)).evaluation
+    folds = pd.read_csv(files.folds)
+    assignments = pd.read_csv(files.assignments)
+    dataset = pd.read_parquet(evaluated / "features", columns=["track_id"]).track_id.unique()
+    # every decodable track is in exactly one test fold, and the folds' test counts add up to them
+    assert sorted(assignments.track_id) == sorted(dataset)
+    assert not assignments.track_id.duplicated().any()
+    assert folds.fold.tolist() == [0, 1, 2, 3]
+    assert folds.test_tracks.sum() == len(dataset) == cross_validated["tested_tracks"]
+    assert assignments.groupby("fold").track_id.count().tolist() == folds.test_tracks.tolist()
+    copies = assignments.set_index("track_id").loc[["rock/rock.00001.wav", "pop/pop.00099.wav"]]
+    assert copies.fold.nunique() == 1 and copies.group.nunique() == 1
+    # stratified: every genre is tested in every fold (8 tracks per genre, 4 folds)
+    assert (assignments.groupby("fold").label.nunique() == 10).all()
+
+
+def test_evaluate_reports_each_metric_with_a_spread_and_an_interval_around_its_mean(
+    cross_validated, evaluated
+):
+    files = layout(_cfg("evaluate", evaluated, evaluated)).evaluation
+    folds = pd.read_csv(files.folds)
+    saved = json.loads(files.summary.read_text())
+    for name in ("track_accuracy", "segment_accuracy", "track_macro_f1", "segment_macro_f1"):
+        info = saved["metrics"][name]
+        assert info["mean"] == pytest.approx(folds[name].mean())
+        assert info["std"] == pytest.approx(folds[name].std(ddof=1))
+        assert info["low"] < info["mean"] < info["high"] and info["level"] == 0.95
+    pooled = saved["pooled_track_accuracy_interval"]
+    assert pooled["low"] <= saved["pooled_track_accuracy"] <= pooled["high"]
+    assert np.array(saved["confusion_matrix_tracks"]).sum() == saved["tested_tracks"]
+    assert "whole tracks" in saved["protocol"] and not saved["leaky"]
+    assert saved["metrics"]["track_accuracy"]["mean"] > 0.3  # learnable: chance is 0.1
+    for figure in (files.confusion, files.figure):
+        assert figure.read_bytes()[:8] == PNG
+
+
+def test_compare_over_folds_gives_every_model_a_mean_and_an_interval(evaluated, corpus, client):
+    cfg = _cfg("compare", evaluated, corpus, "compare.folds=3", "compare.models=[knn,xgboost]")
+    with get_task_stream(client) as stream:
+        table = run_stage(compare, cfg, client)
+    fits = [t for t in stream.data if str(t["key"]).startswith("fit_and_predict_fold")]
+    assert len(fits) == 2 * 3  # one task per model and fold
+    per_fold = pd.read_csv(evaluated / "compare" / "grouped" / "folds.csv")
+    assert len(per_fold) == 6
+    for _, row in table.iterrows():
+        mine = per_fold[per_fold.model == row.model]
+        assert row.track_accuracy == pytest.approx(mine.track_accuracy.mean())
+        assert row.track_accuracy_low <= row.track_accuracy <= row.track_accuracy_high
+    # the one-split comparison comes back without the folds of this one
+    run_stage(compare, _cfg("compare", evaluated, corpus, "compare.models=[knn]"), client)
+    assert not (evaluated / "compare" / "grouped" / "folds.csv").exists()
+
+
+def test_the_leak_shows_in_cross_validation_of_random_segments(evaluated, corpus, client):
+    """Songs share an identity across their segments: with segments of every song on both sides,
+    segment accuracy rises well above the grouped protocol's."""
+    leaky_out = evaluated.parent / "eval-leaky-cv"
+    shutil.copytree(evaluated, leaky_out, dirs_exist_ok=True)
+    scores = {}
+    for split in ("grouped", "random_segments"):
+        cfg = _cfg(
+            "compare", leaky_out, corpus, f"split={split}", "compare.folds=3", "compare.models=[xgboost]"
+        )
+        scores[split] = run_stage(compare, cfg, client).segment_accuracy.iloc[0]
+    assert scores["random_segments"] >= scores["grouped"] + 0.1, scores

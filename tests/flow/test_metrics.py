@@ -1,0 +1,42 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from genre_hpc.flow.metrics import bootstrap_interval, evaluate, fold_interval, interval_text
+
+
+def test_the_bootstrap_interval_holds_the_accuracy_and_narrows_with_more_tracks():
+    small = np.array([1] * 17 + [0] * 3)  # 0.85 on 20 tracks
+    large = np.tile(small, 10)  # 0.85 on 200 tracks
+    a, b = bootstrap_interval(small), bootstrap_interval(large)
+    assert a["low"] < 0.85 < a["high"] and b["low"] < 0.85 < b["high"]
+    # the standard error sqrt(p(1-p)/n) is 0.080 at n = 20 and 0.025 at n = 200
+    assert a["high"] - a["low"] == pytest.approx(4 * 0.080, abs=0.08)
+    assert b["high"] - b["low"] == pytest.approx(4 * 0.025, abs=0.03)
+    assert "20 test tracks" in a["method"]
+    assert bootstrap_interval(small, seed=3) == bootstrap_interval(small, seed=3)
+
+
+def test_the_fold_interval_is_a_t_interval_around_the_mean():
+    info = fold_interval([0.7, 0.8, 0.9, 0.8])
+    assert info["mean"] == pytest.approx(0.8) and info["std"] == pytest.approx(
+        np.std([0.7, 0.8, 0.9, 0.8], ddof=1)
+    )
+    assert info["low"] < 0.8 < info["high"]
+    wider_than_normal = (info["high"] - info["mean"]) / (info["std"] / 2)
+    assert 1.96 < wider_than_normal < 3.5  # t with 3 degrees of freedom: 3.18
+    same = fold_interval([0.8] * 5)
+    assert same["low"] == same["high"] == pytest.approx(0.8)
+
+
+def test_every_accuracy_comes_with_its_interval_and_its_text():
+    classes = ["a", "b"]
+    ids = pd.DataFrame(
+        {"track_id": ["t1", "t1", "t2", "t2", "t3", "t3"], "label": ["a", "a", "b", "b", "b", "b"]}
+    )
+    proba = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.3, 0.7], [0.8, 0.2], [0.7, 0.3]])
+    scores = evaluate(proba, ids, classes)
+    assert scores["track_accuracy"] == pytest.approx(2 / 3)
+    interval = scores["track_accuracy_interval"]
+    assert interval["low"] <= 2 / 3 <= interval["high"] and "3 test tracks" in interval["method"]
+    assert interval_text(0.85, {"level": 0.95, "low": 0.7, "high": 0.95}) == "0.850 (95% CI 0.700-0.950)"
