@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from scipy import signal
 
 from genre_hpc.core.atomic import atomic_path, write_text
 
@@ -26,7 +27,7 @@ GENRES = (
 )  # fmt: skip
 
 # Changes with the synthesis: a corpus written by another version is written again, not mixed.
-DEMO_VERSION = "2"
+DEMO_VERSION = "3"
 VERSION_FILE = ".demo-version"
 
 SCALES = {
@@ -104,7 +105,7 @@ STYLES: dict[str, Style] = {
     "metal": Style((118, 200), (0.0, 0.0), ("phrygian", "minor", "harmonic_minor"), None,
                    ((0, 0, 1, 0), (0, 5, 6, 0), (0, 3, 1, 0)),
                    0.0, ("double_kick", "backbeat"), ("eighths",), ("power",),
-                   (0.5, 3.0), (0.72, 0.9), (0.55, 1.0), (30, 40), (0.7, 1.0), (0.9, 1.3)),
+                   (0.5, 3.0), (0.68, 0.9), (0.45, 1.0), (30, 42), (0.7, 1.0), (0.8, 1.3)),
     "pop": Style((90, 130), (0.0, 0.12), ("major",), None,
                  ((0, 4, 5, 3), (0, 5, 3, 4), (5, 3, 0, 4)),
                  0.2, ("backbeat", "four_floor"), ("root", "octave"), ("pad", "strum", "arp"),
@@ -116,8 +117,24 @@ STYLES: dict[str, Style] = {
     "rock": Style((98, 152), (0.0, 0.1), ("minor", "mixolydian", "major"), "pentatonic_minor",
                   ((0, 5, 3, 4), (0, 3, 4, 3), (0, 6, 5, 6)),
                   0.0, ("backbeat", "four_floor"), ("eighths", "root"), ("power", "strum"),
-                  (0.5, 2.0), (0.62, 0.85), (0.3, 0.75), (36, 45), (0.6, 0.9), (0.6, 1.1)),
+                  (0.5, 2.0), (0.6, 0.88), (0.25, 0.85), (36, 45), (0.6, 0.9), (0.6, 1.1)),
 }  # fmt: skip
+
+# Each trait of a song (tempo, swing, harmony, register, drums, bass, comping, melody,
+# distortion, sound) comes from a neighbouring genre with this probability, as genres borrow.
+BORROW = 0.07
+NEIGHBOURS = {
+    "blues": ("jazz", "country", "rock"),
+    "classical": ("jazz",),
+    "country": ("blues", "pop", "rock"),
+    "disco": ("pop", "hiphop"),
+    "hiphop": ("reggae", "pop", "disco"),
+    "jazz": ("blues", "classical"),
+    "metal": ("rock",),
+    "pop": ("disco", "rock", "country"),
+    "reggae": ("hiphop", "pop"),
+    "rock": ("metal", "pop", "blues"),
+}
 
 TABLE = 2048  # wavetable length
 
@@ -158,34 +175,49 @@ def generate(
 
 def synthesize(genre: str, rng: np.random.Generator, *, seconds: float, sample_rate: int) -> np.ndarray:
     """One song of `genre`, its identity drawn from `rng`; peak-normalised to 0.8, float32."""
-    return _Song(STYLES[genre], rng, sample_rate).render(seconds)
+    return _Song(genre, rng, sample_rate).render(seconds)
 
 
 class _Song:
     """One song's identity, drawn once, and its rendering."""
 
-    def __init__(self, style: Style, rng: np.random.Generator, sr: int) -> None:
+    def __init__(self, genre: str, rng: np.random.Generator, sr: int) -> None:
         u = rng.uniform
-        self.rng, self.sr, self.style = rng, sr, style
-        self.beat = 60.0 / u(*style.tempo)
-        self.swing = u(*style.swing)
-        self.scale = SCALES[style.scales[rng.integers(len(style.scales))]]
-        self.lead_scale = SCALES[style.lead_scale] if style.lead_scale else self.scale
-        self.root = int(rng.integers(style.register[0], style.register[1] + 1))
-        self.progression = style.progressions[rng.integers(len(style.progressions))]
-        self.chord_size = 4 if u() < style.sevenths else 3
-        self.drums = DRUMS[style.drums[rng.integers(len(style.drums))]]
-        self.bass = style.bass[rng.integers(len(style.bass))]
-        self.comp = style.comp[rng.integers(len(style.comp))]
-        self.lead_rate = u(*style.lead)
-        self.distortion = u(*style.distortion)
+        own = STYLES[genre]
+        self.rng, self.sr, self.style = rng, sr, own
+
+        def style() -> Style:
+            """The genre's own style, or for this one trait a neighbour's: genres borrow."""
+            if u() < BORROW:
+                neighbours = NEIGHBOURS[genre]
+                return STYLES[neighbours[rng.integers(len(neighbours))]]
+            return own
+
+        self.beat = 60.0 / u(*style().tempo)
+        self.swing = u(*style().swing)
+        harmony = style()
+        self.scale = SCALES[harmony.scales[rng.integers(len(harmony.scales))]]
+        self.lead_scale = SCALES[harmony.lead_scale] if harmony.lead_scale else self.scale
+        self.progression = harmony.progressions[rng.integers(len(harmony.progressions))]
+        self.chord_size = 4 if u() < harmony.sevenths else 3
+        register = style().register
+        self.root = int(rng.integers(register[0], register[1] + 1))
+        drums = style()
+        self.drums = DRUMS[drums.drums[rng.integers(len(drums.drums))]]
+        bass = style().bass
+        self.bass = bass[rng.integers(len(bass))]
+        comp = style().comp
+        self.comp = comp[rng.integers(len(comp))]
+        self.lead_rate = u(*style().lead)
+        self.distortion = u(*style().distortion)
+        style = style()  # the sound of the rest, as one
         # timbres: a rolloff from the genre, then this song's own tilt of each harmonic
         bright = u(*style.brightness)
         self.comp_table = _table(bright, rng, odd=u() < 0.3)
         self.lead_table = _table(min(0.95, bright * u(0.85, 1.15)), rng, odd=u() < 0.3)
         self.bass_table = _table(u(0.2, 0.6), rng, odd=False, n=6)
         self.levels = {
-            "drums": u(*style.drum_level),
+            "drums": u(*drums.drum_level),
             "bass": u(0.5, 1.0),
             "comp": u(*style.comp_level),
             "lead": u(0.3, 0.8) if self.lead_rate > 0.05 else 0.0,
@@ -198,6 +230,9 @@ class _Song:
         self.vibrato = (u(4.5, 6.5), u(0.0, 0.006))  # rate Hz, depth (share of frequency)
         self.echo = (u(0.02, 0.12), u(0.0, 0.4))  # delay (s), feedback: the room
         self.hiss = u(0.0005, 0.006)
+        # the recording and mastering: a tilt of the whole spectrum, dark to bright, that has
+        # nothing to do with the genre (real corpora mix decades of studios and home recordings)
+        self.tilt = (u(800, 6000), u(-0.8, 0.8))  # corner Hz, <0 darker, >0 brighter
         self._tones: dict[tuple, np.ndarray] = {}
 
     # --- time ----------------------------------------------------------------------------
@@ -241,8 +276,9 @@ class _Song:
         for k in (1, 2, 3):  # a few early reflections: the room this song was recorded in
             if feedback > 0 and lag * k < n:
                 mix[lag * k :] += feedback**k * mix[: n - lag * k]
+        mix = _tilt(mix, self.sr, *self.tilt)
         mix += self.hiss * self.rng.standard_normal(n)
-        if self.style.drums == ("none",):  # orchestral dynamics: a slow swell over the piece
+        if self.drums is DRUMS["none"]:  # orchestral dynamics: a slow swell over the piece
             t = np.arange(n) / self.sr
             mix *= 0.6 + 0.4 * np.sin(2 * np.pi * t / self.rng.uniform(8, 20) + self.rng.uniform(0, 6.3))
         return (0.8 * mix / max(np.max(np.abs(mix)), 1e-9)).astype(np.float32)
@@ -372,6 +408,13 @@ class _Song:
         release = min(n, int(0.01 * sr))
         env[-release:] *= np.linspace(1.0, 0.0, release)
         return wave * env
+
+
+def _tilt(y: np.ndarray, sr: int, corner_hz: float, amount: float) -> np.ndarray:
+    """Shelve the spectrum above `corner_hz` down (amount < 0) or up (amount > 0) by a one-pole split."""
+    a = np.exp(-2 * np.pi * corner_hz / sr)
+    low = signal.lfilter([1 - a], [1, -a], y)
+    return low + (1 + amount) * (y - low)
 
 
 def _table(rolloff: float, rng: np.random.Generator, *, odd: bool, n: int = 16) -> np.ndarray:

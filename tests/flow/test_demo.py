@@ -74,10 +74,10 @@ def test_the_halves_of_a_song_are_closer_than_two_songs_of_its_genre(genre):
 
 @pytest.mark.parametrize("genre", ["disco", "rock", "hiphop", "reggae"])
 def test_the_drums_beat_at_the_songs_tempo(genre):
-    """Cymbals and snares make the high-frequency energy periodic at the song's beat (or a
-    multiple of it): the onset and zero-crossing traces of the report show beats."""
+    """Cymbals, snares and strummed chords make the high-frequency energy periodic at the song's
+    beat (or half or a multiple of it): the onset and zero-crossing traces of the report show beats."""
     for i in range(3):
-        beat_s = demo._Song(demo.STYLES[genre], np.random.default_rng(i), 22050).beat
+        beat_s = demo._Song(genre, np.random.default_rng(i), 22050).beat
         y = demo.synthesize(genre, np.random.default_rng(i), seconds=10.0, sample_rate=22050)
         high = np.diff(y)  # drums live high, sustained tones low
         hop = 128
@@ -86,7 +86,7 @@ def test_the_drums_beat_at_the_songs_tempo(genre):
         flux -= flux.mean()
         ac = np.correlate(flux, flux, "full")[flux.size - 1 :]
         # the beat and the bar stand out among all lags of 0.2 to 3 s
-        lag = [round(k * beat_s * 22050 / hop) for k in (1, 2, 4)]
+        lag = [round(k * beat_s * 22050 / hop) for k in (0.5, 1, 2, 4)]
         at_beat = max(ac[max(0, lg - 1) : lg + 2].max() for lg in lag)
         others = ac[round(0.2 * 22050 / hop) : round(3 * 22050 / hop)]
-        assert at_beat > 0.6 * others.max() and at_beat > 0.2 * ac[0], (genre, i)
+        assert at_beat > 0.6 * others.max() and at_beat > 4 * np.median(np.abs(others)), (genre, i)
