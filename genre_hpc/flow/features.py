@@ -13,8 +13,6 @@ per-segment estimates that librosa would make (see `estimate_tuning`).
 
 from __future__ import annotations
 
-import warnings
-
 import bottleneck as bn
 import librosa
 import numba
@@ -24,65 +22,87 @@ import scipy.fft
 from genre_hpc.flow.params import FeatureParams
 
 
-def estimate_tuning(segments: np.ndarray, *, params: FeatureParams) -> float:
+def estimate_tuning(
+    segments: np.ndarray | None = None, *, params: FeatureParams, magnitude: np.ndarray | None = None
+) -> float:
     """Tuning offset (fractions of a chroma bin) for a whole track, from one block of its segments.
 
     librosa's chroma re-estimates the tuning on every call, so the origin study's chroma of
     one track used a different tuning in every chunk. Here each segment gets exactly that
     per-chunk estimate, and the track uses their median: one tuning per track, robust to a
-    chunk whose estimate strays.
+    chunk whose estimate strays. Pass the block's `magnitude` (`spectrogram`) when the caller
+    has it, so that the block is transformed once for the tuning and the features.
     """
-    power = _magnitude(_stft(np.atleast_2d(segments).astype(np.float32, copy=False), params)) ** 2
-    return _tuning_from_power(power, params)
+    if magnitude is None:
+        magnitude = spectrogram(segments, params=params)
+    return float(np.median(segment_tunings(magnitude * magnitude, params)))
+
+
+def spectrogram(segments: np.ndarray, *, params: FeatureParams) -> np.ndarray:
+    """|STFT| of each segment [shape=(n_segments, 1 + n_fft/2, frames)], float32: what `compute`
+    and `estimate_tuning` accept as `magnitude=`."""
+    y = np.ascontiguousarray(np.atleast_2d(segments), dtype=np.float32)
+    return np.abs(librosa.stft(y, n_fft=params.n_fft, hop_length=params.hop_length))
 
 
 def segment_tunings(power: np.ndarray, params: FeatureParams) -> np.ndarray:
     """`librosa.estimate_tuning(S=power[i])` for each segment i, as chroma_stft calls it.
 
     Same pitch track (piptrack: threshold 0.1 of the frame's peak, 150-4000 Hz, parabolic
-    peak interpolation) and the same histogram, but the peak search only visits the bins in
-    that band (a third of the spectrum) and runs on the whole stack at once.
+    peak interpolation) and the same histogram (librosa.pitch_tuning), but the peak search
+    only visits the bins in that band (a third of the spectrum), the interpolation only the
+    peaks, and the histograms of all segments are one count.
     """
     sr, n_fft = params.sample_rate, params.n_fft
     freqs = librosa.fft_frequencies(sr=sr, n_fft=n_fft)
     inside = np.flatnonzero((freqs >= _TUNING_FMIN) & (freqs < min(_TUNING_FMAX, sr / 2)))
     lo, hi = int(inside[0]), int(inside[-1]) + 1  # lo >= 1 and hi < n_bins: neighbours exist
     band = power[:, lo - 1 : hi + 1, :]
-    centre, below, above = band[:, 1:-1], band[:, :-2], band[:, 2:]
     # local maxima of the spectrum after zeroing what is below 0.1 of each frame's peak
-    kept = band * (band > 0.1 * power.max(axis=-2, keepdims=True))
-    peak = (kept[:, 1:-1] > kept[:, :-2]) & (kept[:, 1:-1] >= kept[:, 2:])
+    kept = band * (band > 0.1 * _max_over_bins(power)[:, None, :])
+    seg, b, t = np.nonzero((kept[:, 1:-1] > kept[:, :-2]) & (kept[:, 1:-1] >= kept[:, 2:]))
+    centre, below, above = band[seg, b + 1, t], band[seg, b, t], band[seg, b + 2, t]
     # parabolic interpolation of each peak (librosa's _pi_stencil computes it in float64)
     curve = above.astype(np.float64) + below - 2.0 * centre
     slope = (above.astype(np.float64) - below) / 2.0
     shift = np.divide(-slope, curve, out=np.zeros_like(slope), where=np.abs(slope) < np.abs(curve))
-    pitch = (np.arange(lo, hi)[:, None] + shift) * (float(sr) / n_fft)
+    pitch = (b + lo + shift) * (float(sr) / n_fft)
     mag = centre + (0.5 * ((above - below) / 2) * shift).astype(np.float32)
-    estimates = np.empty(power.shape[0])
-    for i in range(power.shape[0]):  # one histogram per segment, as one chroma call per chunk
-        found = peak[i] & (pitch[i] > 0)
-        threshold = np.median(mag[i][found]) if found.any() else 0.0
-        with warnings.catch_warnings():  # a segment without pitched peaks: librosa says 0.0, and warns
-            warnings.simplefilter("ignore", UserWarning)
-            estimates[i] = librosa.pitch_tuning(
-                pitch[i][found & (mag[i] >= threshold)], resolution=0.01, bins_per_octave=12
-            )
-    return estimates
+    found = pitch > 0
+    seg, pitch, mag = seg[found], pitch[found], mag[found]
+    # piptrack keeps the peaks at or above the median magnitude of its segment's peaks
+    n = power.shape[0]
+    ends = np.searchsorted(seg, np.arange(n + 1))
+    threshold = np.zeros(n, dtype=mag.dtype)
+    for i in np.flatnonzero(ends[1:] > ends[:-1]):  # a segment without pitched peaks: none kept
+        threshold[i] = np.median(mag[ends[i] : ends[i + 1]])
+    keep = mag >= threshold[seg]
+    seg, pitch = seg[keep], pitch[keep]
+    # librosa.pitch_tuning(resolution=0.01): the residual's histogram peak, for all segments at once
+    residual = np.mod(12 * librosa.hz_to_octs(pitch), 1.0)
+    residual[residual >= 0.5] -= 1.0
+    edges = np.linspace(-0.5, 0.5, 101)
+    # np.histogram's bin of a value is the last edge at or below it (the last bin is closed)
+    bins = np.minimum(np.searchsorted(edges, residual, side="right") - 1, len(edges) - 2)
+    counts = np.bincount(seg * (len(edges) - 1) + bins, minlength=n * (len(edges) - 1))
+    estimates = edges[counts.reshape(n, -1).argmax(axis=1)]
+    # a segment without pitched peaks: librosa warns and says 0.0
+    return np.where(np.bincount(seg, minlength=n) > 0, estimates, 0.0)
 
 
-def _tuning_from_power(power: np.ndarray, params: FeatureParams) -> float:
-    return float(np.median(segment_tunings(power, params)))
+def _max_over_bins(x: np.ndarray) -> np.ndarray:
+    """x.max(axis=-2) of a (..., bins, frames) array; numpy's reduction along a middle axis is ~10x
+    slower than these halvings, each an elementwise maximum of contiguous blocks."""
+    while x.shape[-2] > 1:
+        half = x.shape[-2] // 2
+        top = np.maximum(x[..., :half, :], x[..., half : 2 * half, :])
+        if x.shape[-2] % 2:
+            np.maximum(top[..., :1, :], x[..., 2 * half :, :], out=top[..., :1, :])
+        x = top
+    return x[..., 0, :]
 
 
 _TUNING_FMIN, _TUNING_FMAX = 150.0, 4000.0  # piptrack's defaults, which chroma_stft relies on
-
-
-def _stft(segments: np.ndarray, params: FeatureParams) -> np.ndarray:
-    return librosa.stft(segments, n_fft=params.n_fft, hop_length=params.hop_length)
-
-
-def _magnitude(stft: np.ndarray) -> np.ndarray:
-    return np.abs(stft)
 
 
 def warm_up() -> None:
@@ -93,10 +113,18 @@ def warm_up() -> None:
     """
     params = FeatureParams()
     noise = np.random.default_rng(0).standard_normal((2, params.segment_samples)).astype(np.float32)
-    compute(noise, params=params, tuning=estimate_tuning(noise, params=params))
+    magnitude = spectrogram(noise, params=params)
+    tuning = estimate_tuning(magnitude=magnitude, params=params)
+    compute(noise, params=params, tuning=tuning, magnitude=magnitude)
 
 
-def compute(segments: np.ndarray, *, params: FeatureParams, tuning: float | None = None) -> np.ndarray:
+def compute(
+    segments: np.ndarray,
+    *,
+    params: FeatureParams,
+    tuning: float | None = None,
+    magnitude: np.ndarray | None = None,
+) -> np.ndarray:
     """Features of each segment.
 
     Parameters
@@ -107,6 +135,8 @@ def compute(segments: np.ndarray, *, params: FeatureParams, tuning: float | None
         Analysis settings.
     tuning : float or None
         Tuning for chroma in fractions of a bin; estimated from `segments` when None.
+    magnitude : np.ndarray or None
+        ``spectrogram(segments)``, when the caller already has it (e.g. for `estimate_tuning`).
 
     Returns
     -------
@@ -123,10 +153,10 @@ def compute(segments: np.ndarray, *, params: FeatureParams, tuning: float | None
     y = np.ascontiguousarray(np.atleast_2d(segments), dtype=np.float32)
     sr, n_fft, hop = params.sample_rate, params.n_fft, params.hop_length
 
-    spec = _magnitude(_stft(y, params))  # (n, 1 + n_fft/2, frames)
+    spec = spectrogram(y, params=params) if magnitude is None else magnitude  # (n, 1 + n_fft/2, frames)
     power = spec * spec
     if tuning is None:
-        tuning = _tuning_from_power(power, params)
+        tuning = float(np.median(segment_tunings(power, params)))
     n_frames = spec.shape[-1]
 
     freqs = librosa.fft_frequencies(sr=sr, n_fft=n_fft).astype(np.float32)
