@@ -178,30 +178,47 @@ def compute(
         _zero_crossing_rate(y, crossings, n_fft, hop, n_frames),
         rms,
         centroid,
-        librosa.feature.delta(centroid, order=1),
-        librosa.feature.delta(centroid, order=2),
+        _delta(centroid, order=1),
+        _delta(centroid, order=2),
         bw2,
         bw3,
         bw4,
         rolloff,
         flux,
-        *np.moveaxis(_chroma(power, sr, n_fft, tuning), 1, 0),
-        *np.moveaxis(mfcc, 1, 0),
-        *np.moveaxis(librosa.feature.delta(mfcc, order=1), 1, 0),
-        *np.moveaxis(librosa.feature.delta(mfcc, order=2), 1, 0),
+        _chroma(power, sr, n_fft, tuning),
+        mfcc,
+        _delta(mfcc, order=1),
+        _delta(mfcc, order=2),
         harmonic,
         percussive,
         # dB of the linear spectrogram, as librosa.amplitude_to_db(S) per frame over all bins
         _mean_db(power, amin=1e-10),
         mel_db.mean(axis=-2),
     ]
-    stats = []
-    for series in frame_level:  # each (n_segments, frames)
-        stats.append(series.mean(axis=-1))
-        stats.append(series.var(axis=-1))
+    # one (segments, series, frames) array: two reductions instead of two per series
+    series = np.concatenate([x.reshape(len(y), -1, n_frames) for x in frame_level], axis=1, dtype=np.float32)
+    stats = np.stack([series.mean(axis=-1), series.var(axis=-1)], axis=-1).reshape(len(y), -1)
     # librosa.zero_crossings counts the first sample as a crossing (pad=True)
     zero_crossings = crossings.sum(axis=-1) + 1
-    return np.column_stack([*stats, zero_crossings, _tempo(flux, sr, hop)]).astype(np.float32)
+    return np.column_stack([stats, zero_crossings, _tempo(flux, sr, hop)]).astype(np.float32)
+
+
+def _delta(x: np.ndarray, *, order: int) -> np.ndarray:
+    """librosa.feature.delta(x, order=order) along frames, as one matrix product.
+
+    librosa fits polynomials at both edges of every series on every call (np.polyfit); the
+    filter is linear, so its matrix (the responses to each frame alone) is built once per
+    segment length and applied in float64 (at least librosa's precision).
+    """
+    return (x.astype(np.float64) @ _delta_operator(x.shape[-1], order)).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=16)
+def _delta_operator(n_frames: int, order: int) -> np.ndarray:
+    # row k is the delta of a series that is 1 at frame k and 0 elsewhere
+    operator = librosa.feature.delta(np.eye(n_frames), order=order)
+    operator.flags.writeable = False
+    return operator
 
 
 def _power_to_db(power: np.ndarray, *, amin: float, top_db: float = 80.0) -> np.ndarray:
