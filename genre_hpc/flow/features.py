@@ -42,10 +42,26 @@ def estimate_tuning(
 
 
 def spectrogram(segments: np.ndarray, *, params: FeatureParams) -> np.ndarray:
-    """|STFT| of each segment [shape=(n_segments, 1 + n_fft/2, frames)], float32: what `compute`
-    and `estimate_tuning` accept as `magnitude=`."""
+    """|librosa.stft(y)| of each segment [shape=(n_segments, 1 + n_fft/2, frames)], float32: what
+    `compute` and `estimate_tuning` accept as `magnitude=`.
+
+    The same values as librosa's (centred frames, zero padding, the FFT in float64 rounded to
+    complex64), but in C order: librosa returns Fortran order, with the segments innermost, and
+    every per-segment product and per-frame reduction downstream then strides across memory
+    (the mel product alone copies each segment). One segment at a time keeps the float64
+    frames in cache.
+    """
     y = np.ascontiguousarray(np.atleast_2d(segments), dtype=np.float32)
-    return np.abs(librosa.stft(y, n_fft=params.n_fft, hop_length=params.hop_length))
+    n_fft, hop = params.n_fft, params.hop_length
+    n_frames = 1 + y.shape[-1] // hop
+    padded = np.pad(y, ((0, 0), (n_fft // 2, n_fft // 2)))
+    frames = librosa.util.frame(padded, frame_length=n_fft, hop_length=hop)[..., :n_frames]
+    window = librosa.filters.get_window("hann", n_fft, fftbins=True)[:, None]
+    out = np.empty((len(y), 1 + n_fft // 2, n_frames), dtype=np.float32)
+    for i in range(len(y)):
+        spectrum = scipy.fft.rfft(window * frames[i], axis=-2)
+        np.abs(spectrum.astype(np.complex64), out=out[i])
+    return out
 
 
 def segment_tunings(power: np.ndarray, params: FeatureParams) -> np.ndarray:
