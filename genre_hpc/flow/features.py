@@ -1,14 +1,15 @@
 """Pure feature functions: a stack of equal-length audio segments in, one row of features per segment out.
 
 Everything spectral comes from ONE short-time Fourier transform of the stacked segments
-(librosa transforms the leading axis as a batch). Definitions follow librosa's defaults
-(n_fft 2048, hop 512, 128 mel bands, centred frames) so that each value equals what the
-matching librosa feature function returns for that segment on its own; the unit tests hold
-the functions to that. Where librosa's own implementation is slow (bandwidths, rolloff, zero
-crossings, RMS, the tempogram, the tuning's pitch track) the same definition is computed in
-fewer passes. Two features are defined differently on purpose: HPSS runs on the mel
-spectrogram (see `_hpss_rms`), and chroma uses one tuning per track, the median of the
-per-segment estimates that librosa would make (see `estimate_tuning`).
+(`spectrogram`: librosa's values, in C order), which a caller also hands to `estimate_tuning`.
+Definitions follow librosa's defaults (n_fft 2048, hop 512, 128 mel bands, centred frames) so
+that each value equals what the matching librosa feature function returns for that segment on
+its own; the unit tests hold the functions to that. Where librosa's own implementation is slow
+(bandwidths, rolloff, zero crossings, RMS, the tempogram, the tuning's pitch track, mel and
+chroma filter banks rebuilt per call, deltas, reductions along a middle axis) the same
+definition is computed in fewer passes. Two features are defined differently on purpose:
+HPSS runs on the mel spectrogram (see `_hpss_rms`), and chroma uses one tuning per track, the
+median of the per-segment estimates that librosa would make (see `estimate_tuning`).
 """
 
 from __future__ import annotations
