@@ -377,13 +377,27 @@ def _zero_crossing_rate(
     y: np.ndarray, crossings: np.ndarray, frame_length: int, hop: int, n_frames: int
 ) -> np.ndarray:
     """librosa.feature.zero_crossing_rate: centred frames (edge padding), crossings inside each
-    frame over its length, from one running count instead of a framed copy of the signal."""
+    frame over its length, from counts per hop-long block (when the hop divides the frame, as
+    in `_rms`) or one running count, instead of a framed copy of the signal."""
     half = frame_length // 2
+    starts = _frame_starts(n_frames, hop)
+    if frame_length % hop == 0 and 2 * hop <= frame_length:
+        per_frame = frame_length // hop
+        n_blocks = n_frames - 1 + per_frame
+        # 1 where a crossing of the edge-padded signal ends (the constant padding adds none)
+        ends = np.zeros((y.shape[0], n_blocks * hop), dtype=np.uint8)
+        ends[:, half + 1 : half + y.shape[1]] = crossings
+        blocks = ends.reshape(y.shape[0], n_blocks, hop).sum(axis=-1, dtype=np.int64)
+        inside = blocks[:, :n_frames].copy()
+        for j in range(1, per_frame):
+            inside += blocks[:, j : j + n_frames]
+        # a frame from s to s + L - 1 holds the crossings that end at s + 1 ... s + L - 1
+        inside -= ends[:, starts]
+        return (inside / frame_length).astype(np.float32)
     # crossings of the edge-padded signal: the padding is constant, so it adds none
     count = np.zeros((y.shape[0], y.shape[1] + 2 * half), dtype=np.int64)
     np.cumsum(crossings, axis=-1, out=count[:, half + 1 : half + y.shape[1]])
     count[:, half + y.shape[1] :] = count[:, half + y.shape[1] - 1, None]
-    starts = _frame_starts(n_frames, hop)
     # a frame from s to s + L - 1 holds the crossings that end at s + 1 ... s + L - 1
     return ((count[:, starts + frame_length - 1] - count[:, starts]) / frame_length).astype(np.float32)
 
