@@ -482,8 +482,22 @@ def _hpss_rms(mel: np.ndarray, rms: np.ndarray, params: FeatureParams) -> tuple[
     """
     harm = _median(mel, params.hpss_kernel_frames, axis=-1)
     perc = _median(mel, params.hpss_kernel_bands, axis=-2)
-    mask_h = librosa.util.softmask(harm, perc, power=2, split_zeros=True)
+    mask_h = _softmask(harm, perc)
     energy = mel.sum(axis=-2)
     share_h = np.divide((mel * mask_h).sum(axis=-2), energy, out=np.full_like(energy, 0.5), where=energy > 0)
     share_h = np.clip(share_h, 0.0, 1.0)
     return rms * np.sqrt(share_h), rms * np.sqrt(1.0 - share_h)
+
+
+def _softmask(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """librosa.util.softmask(x, y, power=2, split_zeros=True), the same arithmetic, without its
+    boolean-indexed updates (4x faster): (x/z)^2 / ((x/z)^2 + (y/z)^2) with z = max(x, y), and
+    0.5 where both are zero."""
+    z = np.maximum(x, y)
+    zero = z < np.finfo(z.dtype).tiny
+    z[zero] = 1.0
+    mask, other = np.square(x / z), np.square(y / z)
+    with np.errstate(invalid="ignore", divide="ignore"):  # 0/0 where both are zero, replaced below
+        mask /= mask + other
+    mask[zero] = 0.5
+    return mask
