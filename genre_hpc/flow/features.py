@@ -38,6 +38,8 @@ def estimate_tuning(
     has it, so that the block is transformed once for the tuning and the features.
     """
     if magnitude is None:
+        if segments is None:
+            raise ValueError("estimate_tuning needs the segments or their magnitude spectrogram")
         magnitude = spectrogram(segments, params=params)
     return float(np.median(segment_tunings(magnitude * magnitude, params)))
 
@@ -174,6 +176,8 @@ def compute(
     sr, n_fft, hop = params.sample_rate, params.n_fft, params.hop_length
 
     spec = spectrogram(y, params=params) if magnitude is None else magnitude  # (n, 1 + n_fft/2, frames)
+    if spec.shape != (len(y), 1 + n_fft // 2, 1 + y.shape[-1] // hop):
+        raise ValueError(f"magnitude has shape {spec.shape}, not that of spectrogram(segments)")
     power = spec * spec
     if tuning is None:
         tuning = float(np.median(segment_tunings(power, params)))
@@ -277,7 +281,8 @@ def _chroma(power: np.ndarray, sr: int, n_fft: int, tuning: float) -> np.ndarray
 
 @functools.lru_cache(maxsize=128)
 def _chroma_filter(sr: int, n_fft: int, tuning: float) -> np.ndarray:
-    # a track's tuning is one of librosa's 100 histogram bins, so a few filter banks serve a corpus
+    # a track's tuning is a median of librosa's 0.01-wide histogram bins: a few hundred values at
+    # most, so a few filter banks serve a whole corpus
     bank = librosa.filters.chroma(sr=sr, n_fft=n_fft, tuning=tuning)
     bank.flags.writeable = False  # shared by every call with this tuning
     return bank
@@ -435,7 +440,7 @@ def _median(x: np.ndarray, size: int, axis: int) -> np.ndarray:
     """Centred running median with scipy.ndimage's 'reflect' edges, O(n log size).
 
     bottleneck's running median is trailing and far faster than scipy's median_filter,
-    which dominates librosa's HPSS. A 9-wide median (the default band kernel) takes half of
+    which dominates librosa's HPSS. A 9-wide median (the default band kernel) takes a fifth of
     bottleneck's time as a sorting network of elementwise minima and maxima.
     """
     half = size // 2
