@@ -53,19 +53,26 @@ def iter_segments(
     the end).
     """
     block_samples = segment_samples * block_segments
-    pending = np.empty(0, dtype=np.float32)
+    parts: list[np.ndarray] = []  # decoded, not yet yielded; joined once a block is complete
+    buffered = 0
     first = 0
     total = 0
     peak = 0.0
     for chunk in _decode(Path(path), sample_rate):
         total += chunk.size
         if chunk.size:
-            peak = max(peak, float(np.max(np.abs(chunk))))
-        pending = np.concatenate([pending, chunk]) if pending.size else chunk
+            peak = max(peak, float(chunk.max()), -float(chunk.min()))
+        parts.append(chunk)
+        buffered += chunk.size
+        if buffered < block_samples:
+            continue
+        pending = np.concatenate(parts)
         while pending.size >= block_samples:
             yield Segments(first, pending[:block_samples].reshape(block_segments, segment_samples))
             first += block_segments
             pending = pending[block_samples:]
+        parts, buffered = [pending], pending.size
+    pending = np.concatenate(parts) if parts else np.empty(0, dtype=np.float32)
     if total == 0:
         raise AudioError("no audio: the file decodes to 0 samples")
     if peak < SILENCE_PEAK:
@@ -106,7 +113,8 @@ def _decode(path: Path, sample_rate: int) -> Iterator[np.ndarray]:
         try:
             for block in handle.blocks(blocksize=_READ_FRAMES, dtype="float32", always_2d=True):
                 decoded += len(block)
-                mono = block.mean(axis=1, dtype=np.float32)
+                # numpy's mean over a length-1 axis costs more than reading the block
+                mono = block[:, 0] if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float32)
                 yield resampler.resample_chunk(mono) if resampler else mono
         except sf.LibsndfileError as exc:
             raise AudioError(f"truncated or corrupt audio data: {exc}") from exc

@@ -1,88 +1,130 @@
 """Pure feature functions: a stack of equal-length audio segments in, one row of features per segment out.
 
 Everything spectral comes from ONE short-time Fourier transform of the stacked segments
-(librosa transforms the leading axis as a batch). Definitions follow librosa's defaults
-(n_fft 2048, hop 512, 128 mel bands, centred frames) so that each value equals what the
-matching librosa feature function returns for that segment on its own; the unit tests hold
-the functions to that. Where librosa's own implementation is slow (bandwidths, rolloff, zero
-crossings, RMS, the tempogram, the tuning's pitch track) the same definition is computed in
-fewer passes. Two features are defined differently on purpose: HPSS runs on the mel
-spectrogram (see `_hpss_rms`), and chroma uses one tuning per track, the median of the
-per-segment estimates that librosa would make (see `estimate_tuning`).
+(`spectrogram`: librosa's values, in C order), which a caller also hands to `estimate_tuning`.
+Definitions follow librosa's defaults (n_fft 2048, hop 512, 128 mel bands, centred frames) so
+that each value equals what the matching librosa feature function returns for that segment on
+its own; the unit tests hold the functions to that. Where librosa's own implementation is slow
+(bandwidths, rolloff, zero crossings, RMS, the tempogram, the tuning's pitch track, mel and
+chroma filter banks rebuilt per call, deltas, reductions along a middle axis) the same
+definition is computed in fewer passes. Two features are defined differently on purpose:
+HPSS runs on the mel spectrogram (see `_hpss_rms`), and chroma uses one tuning per track, the
+median of the per-segment estimates that librosa would make (see `estimate_tuning`).
 """
 
 from __future__ import annotations
 
-import warnings
+import functools
 
 import bottleneck as bn
 import librosa
 import numba
 import numpy as np
 import scipy.fft
+import scipy.sparse
 
 from genre_hpc.flow.params import FeatureParams
 
 
-def estimate_tuning(segments: np.ndarray, *, params: FeatureParams) -> float:
+def estimate_tuning(
+    segments: np.ndarray | None = None, *, params: FeatureParams, magnitude: np.ndarray | None = None
+) -> float:
     """Tuning offset (fractions of a chroma bin) for a whole track, from one block of its segments.
 
     librosa's chroma re-estimates the tuning on every call, so the origin study's chroma of
     one track used a different tuning in every chunk. Here each segment gets exactly that
     per-chunk estimate, and the track uses their median: one tuning per track, robust to a
-    chunk whose estimate strays.
+    chunk whose estimate strays. Pass the block's `magnitude` (`spectrogram`) when the caller
+    has it, so that the block is transformed once for the tuning and the features.
     """
-    power = _magnitude(_stft(np.atleast_2d(segments).astype(np.float32, copy=False), params)) ** 2
-    return _tuning_from_power(power, params)
+    if magnitude is None:
+        if segments is None:
+            raise ValueError("estimate_tuning needs the segments or their magnitude spectrogram")
+        magnitude = spectrogram(segments, params=params)
+    return float(np.median(segment_tunings(magnitude * magnitude, params)))
+
+
+def spectrogram(segments: np.ndarray, *, params: FeatureParams) -> np.ndarray:
+    """|librosa.stft(y)| of each segment [shape=(n_segments, 1 + n_fft/2, frames)], float32: what
+    `compute` and `estimate_tuning` accept as `magnitude=`.
+
+    The same values as librosa's (centred frames, zero padding, the FFT in float64 rounded to
+    complex64), but in C order: librosa returns Fortran order, with the segments innermost, and
+    every per-segment product and per-frame reduction downstream then strides across memory
+    (the mel product alone copies each segment). One segment at a time keeps the float64
+    frames in cache.
+    """
+    y = np.ascontiguousarray(np.atleast_2d(segments), dtype=np.float32)
+    n_fft, hop = params.n_fft, params.hop_length
+    n_frames = 1 + y.shape[-1] // hop
+    padded = np.pad(y, ((0, 0), (n_fft // 2, n_fft // 2)))
+    frames = librosa.util.frame(padded, frame_length=n_fft, hop_length=hop)[..., :n_frames]
+    window = librosa.filters.get_window("hann", n_fft, fftbins=True)[:, None]
+    out = np.empty((len(y), 1 + n_fft // 2, n_frames), dtype=np.float32)
+    for i in range(len(y)):
+        spectrum = scipy.fft.rfft(window * frames[i], axis=-2)
+        np.abs(spectrum.astype(np.complex64), out=out[i])
+    return out
 
 
 def segment_tunings(power: np.ndarray, params: FeatureParams) -> np.ndarray:
     """`librosa.estimate_tuning(S=power[i])` for each segment i, as chroma_stft calls it.
 
     Same pitch track (piptrack: threshold 0.1 of the frame's peak, 150-4000 Hz, parabolic
-    peak interpolation) and the same histogram, but the peak search only visits the bins in
-    that band (a third of the spectrum) and runs on the whole stack at once.
+    peak interpolation) and the same histogram (librosa.pitch_tuning), but the peak search
+    only visits the bins in that band (a third of the spectrum), the interpolation only the
+    peaks, and the histograms of all segments are one count.
     """
     sr, n_fft = params.sample_rate, params.n_fft
     freqs = librosa.fft_frequencies(sr=sr, n_fft=n_fft)
     inside = np.flatnonzero((freqs >= _TUNING_FMIN) & (freqs < min(_TUNING_FMAX, sr / 2)))
     lo, hi = int(inside[0]), int(inside[-1]) + 1  # lo >= 1 and hi < n_bins: neighbours exist
     band = power[:, lo - 1 : hi + 1, :]
-    centre, below, above = band[:, 1:-1], band[:, :-2], band[:, 2:]
     # local maxima of the spectrum after zeroing what is below 0.1 of each frame's peak
-    kept = band * (band > 0.1 * power.max(axis=-2, keepdims=True))
-    peak = (kept[:, 1:-1] > kept[:, :-2]) & (kept[:, 1:-1] >= kept[:, 2:])
+    kept = band * (band > 0.1 * _max_over_bins(power)[:, None, :])
+    seg, b, t = np.nonzero((kept[:, 1:-1] > kept[:, :-2]) & (kept[:, 1:-1] >= kept[:, 2:]))
+    centre, below, above = band[seg, b + 1, t], band[seg, b, t], band[seg, b + 2, t]
     # parabolic interpolation of each peak (librosa's _pi_stencil computes it in float64)
     curve = above.astype(np.float64) + below - 2.0 * centre
     slope = (above.astype(np.float64) - below) / 2.0
     shift = np.divide(-slope, curve, out=np.zeros_like(slope), where=np.abs(slope) < np.abs(curve))
-    pitch = (np.arange(lo, hi)[:, None] + shift) * (float(sr) / n_fft)
+    pitch = (b + lo + shift) * (float(sr) / n_fft)
     mag = centre + (0.5 * ((above - below) / 2) * shift).astype(np.float32)
-    estimates = np.empty(power.shape[0])
-    for i in range(power.shape[0]):  # one histogram per segment, as one chroma call per chunk
-        found = peak[i] & (pitch[i] > 0)
-        threshold = np.median(mag[i][found]) if found.any() else 0.0
-        with warnings.catch_warnings():  # a segment without pitched peaks: librosa says 0.0, and warns
-            warnings.simplefilter("ignore", UserWarning)
-            estimates[i] = librosa.pitch_tuning(
-                pitch[i][found & (mag[i] >= threshold)], resolution=0.01, bins_per_octave=12
-            )
-    return estimates
+    found = pitch > 0
+    seg, pitch, mag = seg[found], pitch[found], mag[found]
+    # piptrack keeps the peaks at or above the median magnitude of its segment's peaks
+    n = power.shape[0]
+    ends = np.searchsorted(seg, np.arange(n + 1))
+    threshold = np.zeros(n, dtype=mag.dtype)
+    for i in np.flatnonzero(ends[1:] > ends[:-1]):  # a segment without pitched peaks: none kept
+        threshold[i] = np.median(mag[ends[i] : ends[i + 1]])
+    keep = mag >= threshold[seg]
+    seg, pitch = seg[keep], pitch[keep]
+    # librosa.pitch_tuning(resolution=0.01): the residual's histogram peak, for all segments at once
+    residual = np.mod(12 * librosa.hz_to_octs(pitch), 1.0)
+    residual[residual >= 0.5] -= 1.0
+    edges = np.linspace(-0.5, 0.5, 101)
+    # np.histogram's bin of a value is the last edge at or below it (the last bin is closed)
+    bins = np.minimum(np.searchsorted(edges, residual, side="right") - 1, len(edges) - 2)
+    counts = np.bincount(seg * (len(edges) - 1) + bins, minlength=n * (len(edges) - 1))
+    estimates = edges[counts.reshape(n, -1).argmax(axis=1)]
+    # a segment without pitched peaks: librosa warns and says 0.0
+    return np.where(np.bincount(seg, minlength=n) > 0, estimates, 0.0)
 
 
-def _tuning_from_power(power: np.ndarray, params: FeatureParams) -> float:
-    return float(np.median(segment_tunings(power, params)))
+def _max_over_bins(x: np.ndarray) -> np.ndarray:
+    """x.max(axis=-2) of a (..., bins, frames) array; numpy's reduction along a middle axis is ~10x
+    slower than these halvings, each an elementwise maximum of contiguous blocks."""
+    while x.shape[-2] > 1:
+        half = x.shape[-2] // 2
+        top = np.maximum(x[..., :half, :], x[..., half : 2 * half, :])
+        if x.shape[-2] % 2:
+            np.maximum(top[..., :1, :], x[..., 2 * half :, :], out=top[..., :1, :])
+        x = top
+    return x[..., 0, :]
 
 
 _TUNING_FMIN, _TUNING_FMAX = 150.0, 4000.0  # piptrack's defaults, which chroma_stft relies on
-
-
-def _stft(segments: np.ndarray, params: FeatureParams) -> np.ndarray:
-    return librosa.stft(segments, n_fft=params.n_fft, hop_length=params.hop_length)
-
-
-def _magnitude(stft: np.ndarray) -> np.ndarray:
-    return np.abs(stft)
 
 
 def warm_up() -> None:
@@ -93,10 +135,18 @@ def warm_up() -> None:
     """
     params = FeatureParams()
     noise = np.random.default_rng(0).standard_normal((2, params.segment_samples)).astype(np.float32)
-    compute(noise, params=params, tuning=estimate_tuning(noise, params=params))
+    magnitude = spectrogram(noise, params=params)
+    tuning = estimate_tuning(magnitude=magnitude, params=params)
+    compute(noise, params=params, tuning=tuning, magnitude=magnitude)
 
 
-def compute(segments: np.ndarray, *, params: FeatureParams, tuning: float | None = None) -> np.ndarray:
+def compute(
+    segments: np.ndarray,
+    *,
+    params: FeatureParams,
+    tuning: float | None = None,
+    magnitude: np.ndarray | None = None,
+) -> np.ndarray:
     """Features of each segment.
 
     Parameters
@@ -107,6 +157,8 @@ def compute(segments: np.ndarray, *, params: FeatureParams, tuning: float | None
         Analysis settings.
     tuning : float or None
         Tuning for chroma in fractions of a bin; estimated from `segments` when None.
+    magnitude : np.ndarray or None
+        ``spectrogram(segments)``, when the caller already has it (e.g. for `estimate_tuning`).
 
     Returns
     -------
@@ -123,17 +175,19 @@ def compute(segments: np.ndarray, *, params: FeatureParams, tuning: float | None
     y = np.ascontiguousarray(np.atleast_2d(segments), dtype=np.float32)
     sr, n_fft, hop = params.sample_rate, params.n_fft, params.hop_length
 
-    spec = _magnitude(_stft(y, params))  # (n, 1 + n_fft/2, frames)
+    spec = spectrogram(y, params=params) if magnitude is None else magnitude  # (n, 1 + n_fft/2, frames)
+    if spec.shape != (len(y), 1 + n_fft // 2, 1 + y.shape[-1] // hop):
+        raise ValueError(f"magnitude has shape {spec.shape}, not that of spectrogram(segments)")
     power = spec * spec
     if tuning is None:
-        tuning = _tuning_from_power(power, params)
+        tuning = float(np.median(segment_tunings(power, params)))
     n_frames = spec.shape[-1]
 
     freqs = librosa.fft_frequencies(sr=sr, n_fft=n_fft).astype(np.float32)
     shape = np.empty((5, *power.shape[::2]), dtype=np.float32)
     _spectral_shape(spec, freqs, np.float32(0.85), shape)
     centroid, bw2, bw3, bw4, rolloff = shape
-    mel = librosa.feature.melspectrogram(S=power, sr=sr, n_fft=n_fft, n_mels=params.n_mels)
+    mel = _melspectrogram(power, sr, n_fft, params.n_mels)
     mel_db = _power_to_db(mel, amin=1e-10)
     mfcc = librosa.feature.mfcc(S=mel_db, n_mfcc=params.n_mfcc)
     rms = _rms(y, n_fft, hop, n_frames)
@@ -145,30 +199,47 @@ def compute(segments: np.ndarray, *, params: FeatureParams, tuning: float | None
         _zero_crossing_rate(y, crossings, n_fft, hop, n_frames),
         rms,
         centroid,
-        librosa.feature.delta(centroid, order=1),
-        librosa.feature.delta(centroid, order=2),
+        _delta(centroid, order=1),
+        _delta(centroid, order=2),
         bw2,
         bw3,
         bw4,
         rolloff,
         flux,
-        *np.moveaxis(librosa.feature.chroma_stft(S=power, sr=sr, n_fft=n_fft, tuning=tuning), 1, 0),
-        *np.moveaxis(mfcc, 1, 0),
-        *np.moveaxis(librosa.feature.delta(mfcc, order=1), 1, 0),
-        *np.moveaxis(librosa.feature.delta(mfcc, order=2), 1, 0),
+        _chroma(power, sr, n_fft, tuning),
+        mfcc,
+        _delta(mfcc, order=1),
+        _delta(mfcc, order=2),
         harmonic,
         percussive,
         # dB of the linear spectrogram, as librosa.amplitude_to_db(S) per frame over all bins
         _mean_db(power, amin=1e-10),
         mel_db.mean(axis=-2),
     ]
-    stats = []
-    for series in frame_level:  # each (n_segments, frames)
-        stats.append(series.mean(axis=-1))
-        stats.append(series.var(axis=-1))
+    # one (segments, series, frames) array: two reductions instead of two per series
+    series = np.concatenate([x.reshape(len(y), -1, n_frames) for x in frame_level], axis=1, dtype=np.float32)
+    stats = np.stack([series.mean(axis=-1), series.var(axis=-1)], axis=-1).reshape(len(y), -1)
     # librosa.zero_crossings counts the first sample as a crossing (pad=True)
     zero_crossings = crossings.sum(axis=-1) + 1
-    return np.column_stack([*stats, zero_crossings, _tempo(flux, sr, hop)]).astype(np.float32)
+    return np.column_stack([stats, zero_crossings, _tempo(flux, sr, hop)]).astype(np.float32)
+
+
+def _delta(x: np.ndarray, *, order: int) -> np.ndarray:
+    """librosa.feature.delta(x, order=order) along frames, as one matrix product.
+
+    librosa fits polynomials at both edges of every series on every call (np.polyfit); the
+    filter is linear, so its matrix (the responses to each frame alone) is built once per
+    segment length and applied in float64 (at least librosa's precision).
+    """
+    return (x.astype(np.float64) @ _delta_operator(x.shape[-1], order)).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=16)
+def _delta_operator(n_frames: int, order: int) -> np.ndarray:
+    # row k is the delta of a series that is 1 at frame k and 0 elsewhere
+    operator = librosa.feature.delta(np.eye(n_frames), order=order)
+    operator.flags.writeable = False
+    return operator
 
 
 def _power_to_db(power: np.ndarray, *, amin: float, top_db: float = 80.0) -> np.ndarray:
@@ -180,11 +251,41 @@ def _power_to_db(power: np.ndarray, *, amin: float, top_db: float = 80.0) -> np.
 
 def _mean_db(power: np.ndarray, *, amin: float, top_db: float = 80.0) -> np.ndarray:
     """`_power_to_db(power).mean(axis=-2)` with one log per bin: clip in the power domain first."""
-    peak = power.max(axis=(-2, -1), keepdims=True)
+    peak = _max_over_bins(power).max(axis=-1)[:, None, None]
     floor = np.maximum(np.maximum(peak, amin) * np.float32(10.0 ** (-top_db / 10.0)), amin)
     clipped = np.maximum(power, floor.astype(power.dtype))
     np.log10(clipped, out=clipped)
-    return np.float32(10.0) * clipped.mean(axis=-2)
+    # a sum along the middle axis: einsum's is ~4x faster than numpy's reduction there
+    return np.float32(10.0 / power.shape[-2]) * np.einsum("ift->it", clipped)
+
+
+def _melspectrogram(power: np.ndarray, sr: int, n_fft: int, n_mels: int) -> np.ndarray:
+    """librosa.feature.melspectrogram(S=power): the same filter bank, as a sparse matrix."""
+    basis = _mel_basis(sr, n_fft, n_mels)
+    return np.stack([basis @ segment for segment in power])
+
+
+@functools.lru_cache(maxsize=4)
+def _mel_basis(sr: int, n_fft: int, n_mels: int) -> scipy.sparse.csr_array:
+    # librosa builds it on every call (1.6 ms); each FFT bin feeds at most two triangular bands,
+    # so 2 % of the dense (n_mels, bins) product is not a multiplication by zero
+    return scipy.sparse.csr_array(librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels))
+
+
+def _chroma(power: np.ndarray, sr: int, n_fft: int, tuning: float) -> np.ndarray:
+    """librosa.feature.chroma_stft(S=power, tuning=tuning) with a cached filter bank, and a batched
+    matrix product where its einsum copies the spectrogram into another layout first."""
+    raw = np.matmul(_chroma_filter(sr, n_fft, float(tuning)), power)
+    return librosa.util.normalize(raw, norm=np.inf, axis=-2)
+
+
+@functools.lru_cache(maxsize=128)
+def _chroma_filter(sr: int, n_fft: int, tuning: float) -> np.ndarray:
+    # a track's tuning is a median of librosa's 0.01-wide histogram bins: a few hundred values at
+    # most, so a few filter banks serve a whole corpus
+    bank = librosa.filters.chroma(sr=sr, n_fft=n_fft, tuning=tuning)
+    bank.flags.writeable = False  # shared by every call with this tuning
+    return bank
 
 
 @numba.njit(cache=True, nogil=True)
@@ -245,8 +346,23 @@ def _frame_starts(n_frames: int, hop: int) -> np.ndarray:
 
 
 def _rms(y: np.ndarray, frame_length: int, hop: int, n_frames: int) -> np.ndarray:
-    """librosa.feature.rms(y=y) (centred frames, zero padding) from one running sum of y**2."""
+    """librosa.feature.rms(y=y) (centred frames, zero padding) from sums of y**2.
+
+    When the hop divides the frame (the defaults: 4 hops), a frame's energy is the sum of the
+    energies of its hop-long blocks: one contiguous reduction instead of a running sum over
+    every sample (6x faster).
+    """
     half = frame_length // 2
+    if frame_length % hop == 0 and 2 * hop <= frame_length:
+        per_frame = frame_length // hop
+        n_blocks = n_frames - 1 + per_frame
+        energy = np.zeros((y.shape[0], n_blocks * hop))  # the padded signal, cut after the last frame
+        np.square(y, out=energy[:, half : half + y.shape[1]], dtype=np.float64)
+        blocks = energy.reshape(y.shape[0], n_blocks, hop).sum(axis=-1)
+        total = blocks[:, :n_frames].copy()
+        for j in range(1, per_frame):
+            total += blocks[:, j : j + n_frames]
+        return np.sqrt(total / frame_length).astype(np.float32)
     energy = np.zeros((y.shape[0], y.shape[1] + 2 * half + 1))
     np.cumsum(np.square(y, dtype=np.float64), axis=-1, out=energy[:, half + 1 : half + 1 + y.shape[1]])
     energy[:, half + 1 + y.shape[1] :] = energy[:, half + y.shape[1], None]
@@ -266,13 +382,27 @@ def _zero_crossing_rate(
     y: np.ndarray, crossings: np.ndarray, frame_length: int, hop: int, n_frames: int
 ) -> np.ndarray:
     """librosa.feature.zero_crossing_rate: centred frames (edge padding), crossings inside each
-    frame over its length, from one running count instead of a framed copy of the signal."""
+    frame over its length, from counts per hop-long block (when the hop divides the frame, as
+    in `_rms`) or one running count, instead of a framed copy of the signal."""
     half = frame_length // 2
+    starts = _frame_starts(n_frames, hop)
+    if frame_length % hop == 0 and 2 * hop <= frame_length:
+        per_frame = frame_length // hop
+        n_blocks = n_frames - 1 + per_frame
+        # 1 where a crossing of the edge-padded signal ends (the constant padding adds none)
+        ends = np.zeros((y.shape[0], n_blocks * hop), dtype=np.uint8)
+        ends[:, half + 1 : half + y.shape[1]] = crossings
+        blocks = ends.reshape(y.shape[0], n_blocks, hop).sum(axis=-1, dtype=np.int64)
+        inside = blocks[:, :n_frames].copy()
+        for j in range(1, per_frame):
+            inside += blocks[:, j : j + n_frames]
+        # a frame from s to s + L - 1 holds the crossings that end at s + 1 ... s + L - 1
+        inside -= ends[:, starts]
+        return (inside / frame_length).astype(np.float32)
     # crossings of the edge-padded signal: the padding is constant, so it adds none
     count = np.zeros((y.shape[0], y.shape[1] + 2 * half), dtype=np.int64)
     np.cumsum(crossings, axis=-1, out=count[:, half + 1 : half + y.shape[1]])
     count[:, half + y.shape[1] :] = count[:, half + y.shape[1] - 1, None]
-    starts = _frame_starts(n_frames, hop)
     # a frame from s to s + L - 1 holds the crossings that end at s + 1 ... s + L - 1
     return ((count[:, starts + frame_length - 1] - count[:, starts]) / frame_length).astype(np.float32)
 
@@ -280,37 +410,71 @@ def _zero_crossing_rate(
 def _tempo(onset_envelope: np.ndarray, sr: int, hop: int, ac_size: float = 8.0) -> np.ndarray:
     """librosa.feature.tempo(onset_envelope=...) per segment.
 
-    librosa's tempogram autocorrelates every frame's window along a strided axis; the same
-    windows laid out contiguously cost a third. The prior and the peak pick are librosa's.
+    librosa's tempogram autocorrelates every frame's window (an FFT there and back), scales each
+    frame by its peak and averages the frames. The peak of an autocorrelation is its lag 0, the
+    window's energy, and the inverse FFT is linear: so the frames' power spectra are averaged
+    with those weights first, and each segment needs one inverse FFT instead of one per frame.
+    One segment at a time keeps the float64 spectra in cache (a quarter faster than the stack).
+    The prior and the peak pick are librosa's.
     """
     win_length = int(librosa.time_to_frames(ac_size, sr=sr, hop_length=hop))
     n_frames = onset_envelope.shape[-1]
     half = win_length // 2
     padded = np.pad(onset_envelope, ((0, 0), (half, half)), mode="linear_ramp", end_values=[0, 0])
     windows = np.lib.stride_tricks.sliding_window_view(padded, win_length, axis=-1)[:, :n_frames]
-    windows = windows * librosa.filters.get_window("hann", win_length, fftbins=True)
+    hann = librosa.filters.get_window("hann", win_length, fftbins=True)
     n_pad = scipy.fft.next_fast_len(2 * win_length - 1, real=True)
-    spectrum = scipy.fft.rfft(windows, n=n_pad, axis=-1)
-    autocorr = scipy.fft.irfft(spectrum.real**2 + spectrum.imag**2, n=n_pad, axis=-1)[..., :win_length]
-    tempogram = librosa.util.normalize(autocorr, norm=np.inf, axis=-1, threshold=None)
-    mean = tempogram.mean(axis=-2)[..., None]  # (n, lags, 1): librosa aggregates frames by mean
-    return librosa.feature.tempo(tg=mean, sr=sr, hop_length=hop)[:, 0]
+    mean_power = np.empty((len(padded), n_pad // 2 + 1))
+    for i in range(len(padded)):
+        frames = windows[i] * hann
+        spectrum = scipy.fft.rfft(frames, n=n_pad, axis=-1)
+        energy = np.einsum("tj,tj->t", frames, frames)
+        # librosa.util.normalize(threshold=None) leaves a frame below the smallest float as it is
+        weight = 1.0 / (np.where(energy < np.finfo(energy.dtype).tiny, 1.0, energy) * n_frames)
+        mean_power[i] = weight @ (spectrum.real**2 + spectrum.imag**2)
+    mean = scipy.fft.irfft(mean_power, n=n_pad, axis=-1)[:, :win_length]
+    return librosa.feature.tempo(tg=mean[..., None], sr=sr, hop_length=hop)[:, 0]
 
 
 def _median(x: np.ndarray, size: int, axis: int) -> np.ndarray:
     """Centred running median with scipy.ndimage's 'reflect' edges, O(n log size).
 
     bottleneck's running median is trailing and far faster than scipy's median_filter,
-    which dominates librosa's HPSS.
+    which dominates librosa's HPSS. A 9-wide median (the default band kernel) takes a fifth of
+    bottleneck's time as a sorting network of elementwise minima and maxima.
     """
     half = size // 2
     pad = [(0, 0)] * x.ndim
     pad[axis] = (half, half)
     # numpy's 'symmetric' is scipy's 'reflect' (the edge sample is repeated)
-    out = bn.move_median(np.pad(x, pad, mode="symmetric"), size, axis=axis)
+    padded = np.pad(x, pad, mode="symmetric")
+    if size == 9:
+        return _median9(padded, axis)
+    out = bn.move_median(padded, size, axis=axis)
     keep = [slice(None)] * x.ndim
     keep[axis] = slice(2 * half, None)
     return out[tuple(keep)]
+
+
+# Devillard's (Paeth's) median-of-9 network: after these 19 exchanges wire 4 holds the median
+_MEDIAN9 = ((1, 2), (4, 5), (7, 8), (0, 1), (3, 4), (6, 7), (1, 2), (4, 5), (7, 8), (0, 3),
+            (5, 8), (4, 7), (3, 6), (1, 4), (2, 5), (4, 7), (4, 2), (6, 4), (4, 2))  # fmt: skip
+
+
+def _median9(padded: np.ndarray, axis: int) -> np.ndarray:
+    """Running median of 9 along `axis` of an array padded by 4 on both sides (exact: a selection)."""
+    n = padded.shape[axis] - 8
+    index = [slice(None)] * padded.ndim
+    wires = []
+    for k in range(9):
+        index[axis] = slice(k, k + n)
+        wires.append(padded[tuple(index)].copy())
+    spare = np.empty_like(wires[0])
+    for i, j in _MEDIAN9:
+        np.minimum(wires[i], wires[j], out=spare)
+        np.maximum(wires[i], wires[j], out=wires[j])
+        wires[i], spare = spare, wires[i]
+    return wires[4]
 
 
 def _hpss_rms(mel: np.ndarray, rms: np.ndarray, params: FeatureParams) -> tuple[np.ndarray, np.ndarray]:
@@ -323,8 +487,22 @@ def _hpss_rms(mel: np.ndarray, rms: np.ndarray, params: FeatureParams) -> tuple[
     """
     harm = _median(mel, params.hpss_kernel_frames, axis=-1)
     perc = _median(mel, params.hpss_kernel_bands, axis=-2)
-    mask_h = librosa.util.softmask(harm, perc, power=2, split_zeros=True)
+    mask_h = _softmask(harm, perc)
     energy = mel.sum(axis=-2)
     share_h = np.divide((mel * mask_h).sum(axis=-2), energy, out=np.full_like(energy, 0.5), where=energy > 0)
     share_h = np.clip(share_h, 0.0, 1.0)
     return rms * np.sqrt(share_h), rms * np.sqrt(1.0 - share_h)
+
+
+def _softmask(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """librosa.util.softmask(x, y, power=2, split_zeros=True), the same arithmetic, without its
+    boolean-indexed updates (4x faster): (x/z)^2 / ((x/z)^2 + (y/z)^2) with z = max(x, y), and
+    0.5 where both are zero."""
+    z = np.maximum(x, y)
+    zero = z < np.finfo(z.dtype).tiny
+    z[zero] = 1.0
+    mask, other = np.square(x / z), np.square(y / z)
+    with np.errstate(invalid="ignore", divide="ignore"):  # 0/0 where both are zero, replaced below
+        mask /= mask + other
+    mask[zero] = 0.5
+    return mask

@@ -22,9 +22,11 @@ def track_features(path: str, *, params: FeatureParams, block_segments: int) -> 
         min_samples=params.min_samples,
         block_segments=block_segments,
     ):
-        if tuning is None:  # once per track, from its first block
-            tuning = features.estimate_tuning(block.samples, params=params)
-        values = features.compute(block.samples, params=params, tuning=tuning)
+        # one STFT per block, shared by the tuning (once per track, from its first block) and the features
+        magnitude = features.spectrogram(block.samples, params=params)
+        if tuning is None:
+            tuning = features.estimate_tuning(magnitude=magnitude, params=params)
+        values = features.compute(block.samples, params=params, tuning=tuning, magnitude=magnitude)
         n, length = block.samples.shape
         index = np.arange(block.first, block.first + n)
         blocks.append((index, length, values))
