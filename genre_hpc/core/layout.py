@@ -99,6 +99,16 @@ class OutputLayout:
         return self.root / "manifest.json"
 
     @property
+    def tracks(self) -> Path:
+        """The corpus's usable tracks with their metadata (label, split, artist, ...): what splits read."""
+        return self.root / "tracks.parquet"
+
+    @property
+    def skipped(self) -> Path:
+        """The tracks the corpus lists but cannot use (no label, file missing), with the reason."""
+        return self.root / "skipped.parquet"
+
+    @property
     def validation(self) -> Path:
         return self.root / "validation.parquet"
 
@@ -114,6 +124,11 @@ class OutputLayout:
     def error_parts(self) -> Path:
         """Per-batch error parts; errors.parquet is merged from them at the end of every extract."""
         return self.root / ".errors"
+
+    @property
+    def hash_parts(self) -> Path:
+        """Per-batch content hashes of the decoded audio, written by extract in its one decode."""
+        return self.root / ".hashes"
 
     # --- train, tune, compare --------------------------------------------------------------
     @property
