@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,7 @@ def _examples(store: FeatureStore, folder: Path) -> str:
             )
         )
         y = first.samples.ravel()
-        name = f"example_{label}.png"
+        name = f"example_{re.sub(r'[^A-Za-z0-9_.-]+', '_', label)}.png"  # FMA has "Old-Time / Historic"
         plots.genre_example_png(
             y, params.sample_rate, folder / name, title=f"{label}: {group.track_id.iloc[0]}",
             n_fft=params.n_fft, hop=params.hop_length,
