@@ -58,6 +58,11 @@ def _corpus(out: OutputLayout, store: FeatureStore, folder: Path) -> str:
             body += _table(dupes[["track_id", "duplicate_of"]].head(50))
         if len(bad):
             body += _table(bad[["track_id", "error"]].head(50))
+    if out.skipped.exists():
+        skipped = pd.read_parquet(out.skipped)
+        if len(skipped):
+            counts = skipped.groupby("reason").track_id.count().reset_index(name="tracks")
+            body += "<h3>tracks the corpus lists but could not use</h3>" + _table(counts)
     errors = store.errors()
     if len(errors):
         body += "<h3>files left out of the features</h3>" + _table(errors[["path", "error"]])
