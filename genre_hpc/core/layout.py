@@ -65,6 +65,11 @@ class BenchFiles:
         return self.folder / "scaling.csv"
 
     @property
+    def scale(self) -> Path:
+        """The scale probe's table (bench.scale); the probe's corpora and runs are beside it."""
+        return self.folder / "scale.csv"
+
+    @property
     def schedulers(self) -> Path:
         return self.folder / "schedulers.csv"
 

@@ -32,6 +32,7 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
     validation.write(out, table)
     record = validation.summarize(table)
     record["probed"] = len(todo)
+    record["batches"] = len(batches)
     record["skipped"] = found.skip_counts()
     timer.finish("validate", record)
     # duplicates are known once extract has hashed the decoded audio (here only from an earlier extract)
