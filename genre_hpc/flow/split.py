@@ -142,7 +142,8 @@ def _grouped(tracks: pd.DataFrame, spec: DictConfig) -> Split:
         details={
             "test_fraction": spec.test_fraction,
             "seed": spec.seed,
-            "tracks_in_duplicate_groups": duplicates,
+            # with group_by, a group is also an artist's tracks: not duplicates, so named apart
+            ("tracks_in_shared_groups" if _group_by(spec) else "tracks_in_duplicate_groups"): duplicates,
             "group_by": _group_by(spec),
             "groups": int(groups.nunique()),
         },
