@@ -155,15 +155,20 @@ def _locate(frame: pd.DataFrame, root: Path, *, no_label: str) -> Labelled:
 
 
 def _relative(path: str) -> str:
-    return Path(str(path).strip()).as_posix().lstrip("/") if not Path(path).is_absolute() else str(path)
+    """A table's path as a POSIX track_id (relative paths are what the table should hold)."""
+    return Path(str(path).strip()).as_posix()
 
 
 def _strings(column: pd.Series) -> pd.Series:
-    """A metadata column as strings (ids read as floats where cells are empty become '12', not '12.0')."""
-    values = column.to_numpy()
-    out = pd.Series(values, dtype=object)
-    numeric = pd.to_numeric(out, errors="coerce")
-    whole = numeric.notna() & (numeric == numeric.round())
-    out[whole] = numeric[whole].astype("int64").astype(str)
-    out[~whole & out.notna()] = out[~whole & out.notna()].astype(str)
+    """A metadata column as strings, missing values as None. A float column of whole numbers (ids
+    that pandas read as floats because some cells are empty) gives '12', not '12.0'; text such as
+    '007' stays as it is."""
+    out = pd.Series(column.to_numpy(), dtype=object)
+    present = out.notna()
+    if pd.api.types.is_float_dtype(column.dtype):
+        numbers = column.to_numpy()
+        whole = present & pd.Series(numbers == numbers.round())
+        out[whole] = pd.Series(numbers).astype("float64")[whole].astype("int64").astype(str)
+        present &= ~whole
+    out[present] = out[present].astype(str)
     return out.where(out.notna(), None)
