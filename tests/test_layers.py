@@ -24,7 +24,7 @@ FLOW_ORDER = (
     # what a row is
     "schema", "params",
     # corpus and audio
-    "audio", "demo", "corpus", "validation",
+    "audio", "metadata", "demo", "corpus", "validation",
     # features
     "features", "reference", "track", "parity",
     # dataset

@@ -102,6 +102,11 @@ class BenchFiles:
         return self.folder / "scaling.csv"
 
     @property
+    def scale(self) -> Path:
+        """The scale probe's table (bench.scale); the probe's corpora and runs are beside it."""
+        return self.folder / "scale.csv"
+
+    @property
     def schedulers(self) -> Path:
         return self.folder / "schedulers.csv"
 
@@ -136,6 +141,16 @@ class OutputLayout:
         return self.root / "manifest.json"
 
     @property
+    def tracks(self) -> Path:
+        """The corpus's usable tracks with their metadata (label, split, artist, ...): what splits read."""
+        return self.root / "tracks.parquet"
+
+    @property
+    def skipped(self) -> Path:
+        """The tracks the corpus lists but cannot use (no label, file missing), with the reason."""
+        return self.root / "skipped.parquet"
+
+    @property
     def validation(self) -> Path:
         return self.root / "validation.parquet"
 
@@ -151,6 +166,11 @@ class OutputLayout:
     def error_parts(self) -> Path:
         """Per-batch error parts; errors.parquet is merged from them at the end of every extract."""
         return self.root / ".errors"
+
+    @property
+    def hash_parts(self) -> Path:
+        """Per-batch content hashes of the decoded audio, written by extract in its one decode."""
+        return self.root / ".hashes"
 
     # --- train, tune, compare --------------------------------------------------------------
     @property

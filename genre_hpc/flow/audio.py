@@ -7,11 +7,11 @@ audioread (ffmpeg and friends), which loads the whole file.
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -43,8 +43,13 @@ def iter_segments(
     segment_samples: int,
     min_samples: int,
     block_segments: int = 10,
+    digest: Any = None,
 ) -> Iterator[Segments]:
     """Yield the track's whole segments, `block_segments` at a time.
+
+    `digest` (a hashlib object), if given, is fed every decoded sample: the content hash that
+    finds copies of one recording comes from this one decode, not from a second pass. It hashes
+    the mono audio at `sample_rate`, so one recording in two containers or names hashes the same.
 
     A trailing part shorter than a segment is dropped, unless the track is shorter than one
     segment: then the whole track (at least `min_samples` long) is the one segment.
@@ -60,6 +65,8 @@ def iter_segments(
     peak = 0.0
     for chunk in _decode(Path(path), sample_rate):
         total += chunk.size
+        if digest is not None:
+            digest.update(np.ascontiguousarray(chunk, dtype=np.float32).tobytes())
         if chunk.size:
             peak = max(peak, float(chunk.max()), -float(chunk.min()))
         parts.append(chunk)
@@ -167,38 +174,34 @@ def _load_fallback(path: Path, sample_rate: int | None, *, reason: str) -> tuple
 
 @dataclass(frozen=True)
 class Probe:
-    """What one file holds, as decoded: format, rate, channels, duration and a content hash."""
+    """What one file's header says: format, rate, channels and duration."""
 
     format: str
     sample_rate: int
     channels: int
     duration_s: float
-    content_hash: str
 
 
 def probe(path: str | Path) -> Probe:
-    """Decode the whole file once at its own rate and hash the samples.
+    """Read the file's header, not its audio: extract decodes each file once, and hashes it then.
 
-    The hash is of the decoded audio, not the file's bytes, so the same recording saved under
-    two names, two genres or two containers hashes the same.
+    Every supported extension is a libsndfile format, so a file libsndfile cannot open is
+    reported here as not decodable; extract still tries it (its audioread fallback) and records
+    the outcome in errors.parquet.
     """
     path = Path(path)
-    if path.stat().st_size == 0:
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise AudioError(f"cannot open: {exc.strerror}") from exc
+    if size == 0:
         raise AudioError("empty file (0 bytes)")
-    digest = hashlib.sha1()
-    frames = 0
     try:
         with sf.SoundFile(path) as handle:
             _check_not_truncated(handle)
-            for block in handle.blocks(blocksize=_READ_FRAMES, dtype="float32", always_2d=True):
-                digest.update(np.ascontiguousarray(block).tobytes())
-                frames += len(block)
-            info = (handle.format, handle.samplerate, handle.channels)
+            info = (handle.format, handle.samplerate, handle.channels, handle.frames)
     except sf.LibsndfileError as exc:
-        samples, rate = _load_fallback(path, None, reason=str(exc))
-        digest.update(samples.tobytes())
-        frames = len(samples)
-        info = (path.suffix.lstrip(".").upper(), rate, 1)  # audioread mixes down: channels unknown
-    if frames == 0:
-        raise AudioError("no audio: the file decodes to 0 samples")
-    return Probe(info[0], info[1], info[2], frames / info[1], digest.hexdigest())
+        raise AudioError(f"cannot decode: not a recognised audio format ({exc})") from exc
+    if info[3] == 0:
+        raise AudioError("no audio: the file has a header but 0 samples")
+    return Probe(info[0], info[1], info[2], info[3] / info[1])

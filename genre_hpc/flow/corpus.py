@@ -1,19 +1,30 @@
-"""Finds the audio: the corpus (data.root, or the generated demo) as a table of tracks, or files named."""
+"""Finds the audio: the corpus (data.*, or a generated demo) as a table of tracks, or files named.
+
+Three kinds of corpus (data.kind): genre folders (GTZAN's layout), FMA (tracks.csv and audio by
+id) and any table of path and label. Each gives one row per usable track (TRACK_COLUMNS, then
+metadata such as `split` and `artist`) and the tracks it skipped, with the reason.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from omegaconf import DictConfig
+import pyarrow as pa
+from omegaconf import DictConfig, OmegaConf
 
+from genre_hpc.core.atomic import write_parquet
 from genre_hpc.core.errors import ConfigError, CorpusError
-from genre_hpc.flow import demo
+from genre_hpc.core.layout import OutputLayout
+from genre_hpc.flow import demo, metadata
 from genre_hpc.flow.audio import SUPPORTED_EXTENSIONS
 
 TRACK_COLUMNS = ["track_id", "path", "label", "size_bytes"]
+SKIPPED_COLUMNS = ["track_id", "path", "reason"]
+KINDS = ("folders", "fma", "table")
 
 log = logging.getLogger(__name__)
 
@@ -50,20 +61,73 @@ def scan(root: str | Path, *, extensions: tuple[str, ...]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=TRACK_COLUMNS)
 
 
+@dataclass(frozen=True)
+class Corpus:
+    """The tracks of data.*: root, one row per usable track, and the skipped tracks with their reason."""
+
+    root: Path
+    tracks: pd.DataFrame
+    skipped: pd.DataFrame
+
+    def skip_counts(self) -> dict[str, int]:
+        return {str(k): int(v) for k, v in self.skipped.reason.value_counts().sort_index().items()}
+
+    def describe(self) -> str:
+        """One line for the log: how many tracks, how many skipped and why."""
+        counts = self.skip_counts()
+        why = ", ".join(f"{n} {reason}" for reason, n in counts.items())
+        return f"{len(self.tracks)} tracks in {self.root}" + (f"; skipped {why}" if counts else "")
+
+
+def load(cfg: DictConfig) -> Corpus:
+    """The corpus data.* names (generating the demo corpus when data.root is unset)."""
+    kind = OmegaConf.select(cfg, "data.kind", default="folders")
+    root = resolve_root(cfg)
+    if kind == "folders":
+        tracks = scan(root, extensions=tuple(cfg.data.extensions))
+        return Corpus(root, tracks, pd.DataFrame(columns=SKIPPED_COLUMNS))
+    _check_folder(root)
+    if kind == "fma":
+        found = metadata.fma(root, _tracks_file(cfg), subset=str(cfg.data.subset))
+    elif kind == "table":
+        columns = OmegaConf.to_container(cfg.data.columns, resolve=True)
+        found = metadata.table(root, _tracks_file(cfg), columns=columns)
+    else:
+        raise ConfigError("data.kind", f"unknown corpus kind {kind!r}", f"use data={' | '.join(KINDS)}")
+    if not len(found.tracks):
+        raise CorpusError(
+            f"no usable track in data.tracks={cfg.data.tracks} (root {root}): "
+            + (", ".join(f"{n} {r}" for r, n in found.skipped.reason.value_counts().items()) or "it is empty")
+        )
+    return Corpus(root, found.tracks, found.skipped)
+
+
 def check_root(cfg: DictConfig) -> None:
-    """Fail fast on an unusable data.root, before a cluster is started for nothing."""
-    if cfg.data.root is not None:
-        scan(Path(str(cfg.data.root)).expanduser(), extensions=tuple(cfg.data.extensions))
+    """Fail fast on an unusable data.root or data.tracks, before a cluster is started for nothing."""
+    if cfg.data.root is None:
+        return
+    kind = OmegaConf.select(cfg, "data.kind", default="folders")
+    root = Path(str(cfg.data.root)).expanduser()
+    if kind == "folders":
+        scan(root, extensions=tuple(cfg.data.extensions))
+    else:
+        _check_folder(root)
+        _tracks_file(cfg)
 
 
 def resolve_root(cfg: DictConfig) -> Path:
-    """data.root, or the demo corpus (generated on first use) when it is unset."""
+    """data.root, or the demo corpus of data.kind (generated on first use) when it is unset."""
     if cfg.data.root is not None:
         return Path(str(cfg.data.root)).expanduser()
-    spec = cfg.data.demo
+    kind = OmegaConf.select(cfg, "data.kind", default="folders")
+    spec = cfg.data.get("demo")
+    if spec is None or kind == "table":
+        raise ConfigError("data.root", "is not set", "give the folder the table's paths are relative to")
     root = Path(str(spec.root)).expanduser()
     if not root.exists():
         log.info("data.root is unset: generating the demo corpus in %s", root)
+    if kind == "fma":
+        return demo_fma(cfg).audio
     demo.generate(
         root,
         n_per_genre=spec.n_per_genre,
@@ -72,6 +136,53 @@ def resolve_root(cfg: DictConfig) -> Path:
         seed=spec.seed,
     )
     return root
+
+
+def demo_fma(cfg: DictConfig) -> demo.FmaCorpus:
+    """The FMA-shaped demo corpus of data.demo.* (data=fma), generated on first use."""
+    spec = cfg.data.demo
+    return demo.generate_fma(
+        Path(str(spec.root)).expanduser(),
+        genres=spec.genres,
+        artists_per_genre=spec.artists_per_genre,
+        tracks_per_artist=spec.tracks_per_artist,
+        seconds=spec.seconds,
+        sample_rate=cfg.features.sample_rate,
+        seed=spec.seed,
+    )
+
+
+def write(out: OutputLayout, corpus: Corpus) -> None:
+    """OUT/tracks.parquet (every usable track with its metadata: what splits read) and OUT/skipped.parquet."""
+    tracks = corpus.tracks.drop(columns=["path", "size_bytes"])
+    write_parquet(out.tracks, pa.Table.from_pandas(tracks, preserve_index=False))
+    skipped = corpus.skipped.astype({c: object for c in SKIPPED_COLUMNS})
+    write_parquet(out.skipped, pa.Table.from_pandas(skipped[SKIPPED_COLUMNS], preserve_index=False))
+
+
+def read_tracks(out: OutputLayout) -> pd.DataFrame | None:
+    """OUT/tracks.parquet, or None when no validate or extract of this version wrote it."""
+    return pd.read_parquet(out.tracks) if out.tracks.exists() else None
+
+
+def _tracks_file(cfg: DictConfig) -> Path:
+    """data.tracks, or the demo corpus's tracks.csv when data.root is unset (data=fma)."""
+    given = cfg.data.get("tracks")
+    if given is None:
+        if cfg.data.root is None and cfg.data.kind == "fma":
+            return demo_fma(cfg).tracks
+        raise ConfigError(
+            "data.tracks", "is not set", "give the table of tracks, e.g. fma_metadata/tracks.csv"
+        )
+    path = Path(str(given)).expanduser()
+    if not path.is_file():
+        raise ConfigError("data.tracks", f"{path} is not a file", "give the table of tracks")
+    return path
+
+
+def _check_folder(root: Path) -> None:
+    if not root.is_dir():
+        raise CorpusError(f"data.root={root} is not a folder: give the folder that holds the audio")
 
 
 def audio_files(inputs: Any) -> list[Path]:

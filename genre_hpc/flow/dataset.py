@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import dask.dataframe as dd
 import pandas as pd
@@ -72,8 +73,10 @@ class FeatureStore:
         *,
         params: FeatureParams,
         corpus_root: str,
+        hashes: dict[str, str] | None = None,
     ) -> int:
-        """Write one batch's rows as one part per genre, and its error rows; return the rows written."""
+        """Write one batch's rows as one part per genre, its error rows and the content hashes of its
+        tracks; return the rows written."""
         name = f"part-{batch}.parquet"
         rows = 0
         if frame is not None and len(frame):
@@ -85,7 +88,10 @@ class FeatureStore:
             for label in sorted(set(table.column(PARTITION_COLUMN).to_pylist())):
                 part = table.filter(pc.equal(table[PARTITION_COLUMN], label))
                 part = part.drop_columns([PARTITION_COLUMN])
-                write_parquet(self.path / f"{PARTITION_COLUMN}={label}" / name, part)
+                write_parquet(self.path / f"{PARTITION_COLUMN}={_folder(label)}" / name, part)
+        if hashes:
+            pairs = {"track_id": list(hashes), "content_hash": list(hashes.values())}
+            write_parquet(self.out.hash_parts / name, pa.Table.from_pydict(pairs, schema=_HASH_SCHEMA))
         if errors:
             write_parquet(self.out.error_parts / name, pa.Table.from_pylist(errors, schema=error_schema()))
         return rows
@@ -107,6 +113,14 @@ class FeatureStore:
         table = pa.Table.from_pandas(errors, schema=error_schema(), preserve_index=False)
         write_parquet(self.out.errors, table)
         return table.num_rows
+
+    def content_hashes(self) -> pd.DataFrame:
+        """(track_id, content_hash) of every track extracted: the sha1 of its decoded audio."""
+        parts = sorted(self.out.hash_parts.glob("part-*.parquet"))
+        if not parts:
+            return _HASH_SCHEMA.empty_table().to_pandas()
+        table = pa.concat_tables(pq.read_table(p, schema=_HASH_SCHEMA) for p in parts).to_pandas()
+        return table.drop_duplicates("track_id", keep="last").reset_index(drop=True)
 
     def errors(self) -> pd.DataFrame:
         """errors.parquet: one row per file that could not be used (empty before any extract)."""
@@ -186,6 +200,15 @@ class FeatureStore:
         if not parts:
             return empty_errors()
         return pa.concat_tables(pq.read_table(p, schema=error_schema()) for p in parts).to_pandas()
+
+
+_HASH_SCHEMA = pa.schema([pa.field("track_id", pa.string()), pa.field("content_hash", pa.string())])
+
+
+def _folder(label: str) -> str:
+    """A label as a hive folder name: URI-escaped, as pyarrow, pandas and dask unescape it on read,
+    so a genre such as FMA's "Old-Time / Historic" is one folder, not two."""
+    return quote(label, safe="")
 
 
 def _metadata(params: FeatureParams, corpus_root: str) -> dict[bytes, bytes]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import soundfile as sf
 from scipy import signal
 
@@ -443,3 +444,84 @@ def _add(out: np.ndarray, start_s: float, sr: int, sound: np.ndarray) -> None:
 def _normalise(bus: np.ndarray) -> np.ndarray:
     peak = np.max(np.abs(bus))
     return bus / peak if peak > 0 else bus
+
+
+# The FMA-shaped demo: FMA's genre names, each played by one of the styles above.
+# "Old-Time / Historic" early: a genre name with a slash must stay one hive folder.
+FMA_GENRES: dict[str, str] = {
+    "Rock": "rock", "Old-Time / Historic": "blues", "Hip-Hop": "hiphop", "Jazz": "jazz",
+    "Classical": "classical", "Electronic": "disco",
+}  # fmt: skip
+# An artist's side of FMA's official split (artist-disjoint); the first artist of each genre is tested.
+FMA_SIDES = ("test", "training", "validation", "training", "training")
+
+
+@dataclass(frozen=True)
+class FmaCorpus:
+    """Where generate_fma wrote the audio folder and tracks.csv, and the faults it planted."""
+
+    audio: Path
+    tracks: Path
+    no_genre_top: int  # a track id whose genre_top is empty (its file exists)
+    missing_file: int  # a track id listed with a genre but no file
+    no_audio: int  # a track id whose file holds no audio (as fma_small's 099134 does)
+
+
+def generate_fma(
+    root: str | Path,
+    *,
+    genres: int = 4,
+    artists_per_genre: int = 5,
+    tracks_per_artist: int = 3,
+    seconds: float = 6.0,
+    sample_rate: int = 22050,
+    seed: int = 0,
+) -> FmaCorpus:
+    """An FMA-shaped corpus under `root`: MP3 clips as audio/<id[:3]>/<id:06d>.mp3 and
+    fma_metadata/tracks.csv with FMA's three-row header; existing clips are kept.
+
+    Track k of an artist is in subset small, medium, large (k mod 3), so the subsets nest as
+    FMA's do; each artist's tracks share a split side. Three more tracks carry FMA's faults:
+    one without genre_top, one whose file is missing, one whose file holds no audio.
+    """
+    from genre_hpc.flow.metadata import FMA_COLUMNS, FMA_SUBSETS, fma_path
+
+    if not 1 <= genres <= len(FMA_GENRES):
+        raise ValueError(f"genres must be 1..{len(FMA_GENRES)}, not {genres}")
+    root = Path(root)
+    audio, tracks_csv = root / "audio", root / "fma_metadata" / "tracks.csv"
+    rows = []  # (track id, genre_top, artist id, split, subset, recipe)
+    for g, genre in enumerate(list(FMA_GENRES)[:genres]):
+        for a in range(artists_per_genre):
+            artist = 1 + g * artists_per_genre + a
+            for k in range(tracks_per_artist):
+                side = FMA_SIDES[a % len(FMA_SIDES)]
+                rows.append((genre, artist, side, FMA_SUBSETS[k % 3], FMA_GENRES[genre]))
+    faults = [(None, 9000, "training", "small", "rock"), ("Rock", 9001, "training", "medium", None),
+              ("Rock", 9002, "training", "small", "")]  # fmt: skip
+    ids = [2 + 137 * n for n in range(len(rows) + len(faults))]
+    table = pd.DataFrame(index=pd.Index(ids, name="track_id"), columns=pd.MultiIndex.from_tuples(FMA_COLUMNS))
+    for track_id, (genre, artist, side, subset, recipe) in zip(ids, rows + faults, strict=True):
+        table.loc[
+            track_id, [("track", "genre_top"), ("artist", "id"), ("set", "split"), ("set", "subset")]
+        ] = [genre, artist, side, subset]
+        table.loc[track_id, [("album", "id"), ("artist", "name"), ("track", "duration")]] = [
+            artist * 10,
+            f"Artist {artist}",
+            int(seconds),
+        ]
+        path = audio / fma_path(track_id)
+        if recipe is None or path.exists():
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            if recipe:
+                rng = np.random.default_rng([seed, track_id])
+                clip = synthesize(recipe, rng, seconds=seconds, sample_rate=sample_rate)
+                sf.write(tmp, clip, sample_rate, format="MP3")
+            else:  # an ID3 tag and nothing after it
+                tmp.write_bytes(b"ID3\x03\x00\x00\x00\x00\x00\x00")
+    tracks_csv.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(tracks_csv) as tmp:
+        table.to_csv(tmp)
+    return FmaCorpus(audio, tracks_csv, *ids[len(rows) :])

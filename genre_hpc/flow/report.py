@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,11 @@ def _corpus(out: OutputLayout, store: FeatureStore, folder: Path) -> str:
             body += _table(dupes[["track_id", "duplicate_of"]].head(50))
         if len(bad):
             body += _table(bad[["track_id", "error"]].head(50))
+    if out.skipped.exists():
+        skipped = pd.read_parquet(out.skipped)
+        if len(skipped):
+            counts = skipped.groupby("reason").track_id.count().reset_index(name="tracks")
+            body += "<h3>tracks the corpus lists but could not use</h3>" + _table(counts)
     errors = store.errors()
     if len(errors):
         body += "<h3>files left out of the features</h3>" + _table(errors[["path", "error"]])
@@ -87,7 +93,7 @@ def _examples(store: FeatureStore, folder: Path) -> str:
             )
         )
         y = first.samples.ravel()
-        name = f"example_{label}.png"
+        name = f"example_{re.sub(r'[^A-Za-z0-9_.-]+', '_', label)}.png"  # FMA has "Old-Time / Historic"
         plots.genre_example_png(
             y, params.sample_rate, folder / name, title=f"{label}: {group.track_id.iloc[0]}",
             n_fft=params.n_fft, hop=params.hop_length,

@@ -1,16 +1,21 @@
-"""Train/test splits of the feature rows: by track (default), from published lists, or the leaky
-random split of segments that the origin study used (kept only to show the leak)."""
+"""Train/test splits of the feature rows: by track (default), from published lists, from the corpus's
+own split column (FMA's official sides), or the leaky random split of segments that the origin
+study used (kept only to show the leak).
+
+Every honest split and fold keeps whole groups on one side; a group is what `connected_groups`
+makes of the tracks: copies of one recording, and tracks sharing a `split.group_by` value.
+"""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from sklearn.model_selection import PredefinedSplit, StratifiedKFold, StratifiedShuffleSplit
 
 from genre_hpc.core.errors import ConfigError, DatasetError
@@ -18,7 +23,7 @@ from genre_hpc.core.errors import ConfigError, DatasetError
 log = logging.getLogger(__name__)
 
 LEAK_WARNING = "LEAKY: segments of one track on both sides (the origin study's protocol)"
-SPLITS = ("grouped", "predefined", "random_segments")
+SPLITS = ("grouped", "predefined", "official", "random_segments")
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,9 @@ def make_split(tracks: pd.DataFrame, spec: DictConfig) -> Split:
     if spec.name == "grouped":
         return _grouped(tracks, spec)
     if spec.name == "predefined":
-        return _predefined(tracks, spec)
+        return _with_straddling(_predefined(tracks, spec), tracks)
+    if spec.name == "official":
+        return _with_straddling(_official(tracks, spec), tracks)
     if spec.name == "random_segments":
         return Split(
             name="random_segments",
@@ -73,6 +80,30 @@ def make_split(tracks: pd.DataFrame, spec: DictConfig) -> Split:
     raise ConfigError("split", f"unknown split {spec.name!r}", f"use split={' | '.join(SPLITS)}")
 
 
+def connected_groups(track_ids: pd.Series, keys: list[pd.Series]) -> pd.Series:
+    """The group of each track: tracks that share a value of any key (a content hash, an artist)
+    are one group, transitively (connected components), named after its first track_id.
+
+    `keys` are aligned with `track_ids`; a missing value joins nothing.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(track_ids)
+    rows, cols, offset = [np.arange(n)], [np.arange(n)], n
+    for key in keys:
+        codes, uniques = pd.factorize(pd.Series(key).reset_index(drop=True))
+        has = codes >= 0
+        rows.append(np.flatnonzero(has))
+        cols.append(codes[has] + offset)
+        offset += len(uniques)
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    graph = coo_matrix((np.ones(len(r), dtype=np.int8), (r, c)), shape=(offset, offset))
+    _, component = connected_components(graph, directed=False)
+    names = pd.Series(track_ids.to_numpy(), index=track_ids.index)
+    return names.groupby(component[:n]).transform("min")
+
+
 def _grouped(tracks: pd.DataFrame, spec: DictConfig) -> Split:
     n_classes = tracks.label.nunique()
     groups_per_genre = tracks.groupby("label").track_id.count().min()
@@ -81,16 +112,19 @@ def _grouped(tracks: pd.DataFrame, spec: DictConfig) -> Split:
             f"{n_classes} genre(s), the smallest with {groups_per_genre} track(s): a classifier needs at "
             "least 2 genres of at least 2 tracks each in data.root"
         )
-    n_test = int(round(spec.test_fraction * len(tracks)))
-    if n_test < n_classes or len(tracks) - n_test < n_classes:
-        raise DatasetError(
-            f"{len(tracks)} tracks in {n_classes} genres are too few for split.test_fraction="
-            f"{spec.test_fraction}: each side needs a track of every genre"
-        )
     groups = tracks.get("group", tracks.track_id)
-    # split whole groups (a track, or every copy of one recording), stratified by each group's
-    # first label; then every track follows its group, so no group straddles the two sides
+    # split whole groups (a track, every copy of one recording, every track of one group_by
+    # value), stratified by each group's first label; then every track follows its group, so no
+    # group straddles the two sides
     by_group = tracks.assign(group=groups).groupby("group", sort=True).label.first()
+    smallest = by_group.value_counts().min()
+    n_test = int(round(spec.test_fraction * len(by_group)))
+    if smallest < 2 or n_test < n_classes or len(by_group) - n_test < n_classes:
+        raise DatasetError(
+            f"{len(tracks)} tracks in {len(by_group)} groups (the smallest genre has {smallest}) are too "
+            f"few for split.test_fraction={spec.test_fraction}: each side needs a group of every genre"
+            + (f" (groups join tracks of one split.group_by={_group_by(spec)})" if _group_by(spec) else "")
+        )
     splitter = StratifiedShuffleSplit(n_splits=1, test_size=n_test, random_state=spec.seed)
     _, test_idx = next(splitter.split(np.zeros(len(by_group)), by_group.to_numpy()))
     test_groups = set(by_group.index[test_idx])
@@ -102,15 +136,79 @@ def _grouped(tracks: pd.DataFrame, spec: DictConfig) -> Split:
         test_tracks=frozenset(tracks.track_id[is_test]),
         description=(
             f"held-out tracks: {spec.test_fraction:.0%} stratified by genre, seed {spec.seed}; no "
-            "track, and no copy of the same audio, has segments on both sides"
+            "track, and no copy of the same audio, has segments on both sides" + _by(spec)
         ),
         seed=int(spec.seed),
         details={
             "test_fraction": spec.test_fraction,
             "seed": spec.seed,
-            "tracks_in_duplicate_groups": duplicates,
+            # with group_by, a group is also an artist's tracks: not duplicates, so named apart
+            ("tracks_in_shared_groups" if _group_by(spec) else "tracks_in_duplicate_groups"): duplicates,
+            "group_by": _group_by(spec),
+            "groups": int(groups.nunique()),
         },
     )
+
+
+def _official(tracks: pd.DataFrame, spec: DictConfig) -> Split:
+    """The corpus's own sides (FMA's ('set', 'split')): train on `train_on`, test on `test_on`."""
+    if "split" not in tracks.columns or tracks.split.isna().all():
+        raise DatasetError(
+            "split=fma reads the corpus's split column, and these tracks have none: use data=fma, or "
+            "data=table with data.columns.split (then run validate or extract once to record it)"
+        )
+    train_on, test_on = {str(s) for s in spec.train_on}, {str(s) for s in spec.test_on}
+    train = frozenset(tracks.track_id[tracks.split.isin(train_on)])
+    test = frozenset(tracks.track_id[tracks.split.isin(test_on)])
+    values = sorted(tracks.split.dropna().astype(str).unique())
+    if not train or not test:
+        raise DatasetError(
+            f"split=fma: {len(train)} train and {len(test)} test tracks; the split column holds "
+            f"{values}: set split.train_on and split.test_on to its values"
+        )
+    unassigned = len(tracks) - len(train) - len(test)
+    if unassigned:
+        log.warning("split: %d tracks are on neither side (split column not in %s)",
+                    unassigned, sorted(train_on | test_on))  # fmt: skip
+    return Split(
+        name="official",
+        train_tracks=train,
+        test_tracks=test,
+        description=(
+            f"the corpus's own sides ({spec.source}): trained on {sorted(train_on)}, tested on "
+            f"{sorted(test_on)}"
+        ),
+        seed=int(spec.seed),
+        details={
+            "source": spec.source,
+            "on_neither_side": unassigned,
+            "group_by": _group_by(spec),
+            "sides": {str(k): int(v) for k, v in tracks.split.value_counts().items()},
+        },  # fmt: skip
+    )
+
+
+def _with_straddling(split: Split, tracks: pd.DataFrame) -> Split:
+    """A split drawn from lists or the corpus cannot move tracks: count the groups (copies of one
+    recording, an artist under split.group_by) it puts on both sides, and say so."""
+    groups = tracks.get("group", tracks.track_id)
+    side = pd.Series(np.where(tracks.track_id.isin(split.test_tracks), "test", None), index=tracks.index)
+    side[tracks.track_id.isin(split.train_tracks)] = "train"
+    both = int((side.dropna().groupby(groups[side.notna()]).nunique() > 1).sum())
+    if both:
+        log.warning("split: %d groups (copies of one recording, or one split.group_by value) are on "
+                    "both sides of the %s split", both, split.name)  # fmt: skip
+    return replace(split, details={**split.details, "groups_on_both_sides": both})
+
+
+def _group_by(spec: DictConfig) -> str | None:
+    value = OmegaConf.select(spec, "group_by", default=None)
+    return None if value is None else str(value)
+
+
+def _by(spec: DictConfig) -> str:
+    column = _group_by(spec)
+    return f", nor two tracks of one {column}" if column else ""
 
 
 def _predefined(tracks: pd.DataFrame, spec: DictConfig) -> Split:
@@ -186,10 +284,11 @@ def read_lists(spec: DictConfig) -> pd.DataFrame:
 
 
 def grouped_folds(groups: np.ndarray, labels: np.ndarray, *, n_splits: int, seed: int) -> PredefinedSplit:
-    """k cross-validation folds of whole groups (tracks, or copies of one recording), stratified
-    by each group's label, as scikit-learn's cv= takes them (tune's folds of the training rows)."""
+    """k cross-validation folds of whole groups (tracks, copies of one recording, tracks of one
+    split.group_by value: TrainingData.tracks.group), stratified by each group's label, as
+    scikit-learn's cv= takes them (tune's folds of the training rows)."""
     rows = pd.DataFrame({"group": groups, "label": labels})
-    fold = _group_folds(rows, n_splits=n_splits, seed=seed, key="search.cv_folds", what="training tracks")
+    fold = _group_folds(rows, n_splits=n_splits, seed=seed, key="search.cv_folds", what="training groups")
     return PredefinedSplit(rows.group.map(fold).to_numpy())
 
 
@@ -197,7 +296,7 @@ def track_folds(tracks: pd.DataFrame, *, n_splits: int, seed: int, key: str) -> 
     """The fold (0 to k-1) of every track (`tracks`: track_id, label, group), indexed by track_id:
     whole groups per fold, stratified by genre; `key` is the setting that chose k."""
     rows = tracks.assign(group=tracks.get("group", tracks.track_id))
-    fold = _group_folds(rows, n_splits=n_splits, seed=seed, key=key, what="tracks")
+    fold = _group_folds(rows, n_splits=n_splits, seed=seed, key=key, what="groups")
     return pd.Series(rows.group.map(fold).to_numpy(), index=rows.track_id.to_numpy(), name="fold")
 
 
@@ -235,7 +334,8 @@ def _group_folds(rows: pd.DataFrame, *, n_splits: int, seed: int, key: str, what
     smallest = by_group.value_counts().min()
     if smallest < n_splits:
         raise DatasetError(
-            f"a genre has only {smallest} {what}, fewer than {key}={n_splits}: lower {key} or use more tracks"
+            f"a genre has only {smallest} {what} (tracks, or tracks of one recording or split.group_by "
+            f"value), fewer than {key}={n_splits}: lower {key} or use more tracks"
         )
     fold = np.empty(len(by_group), dtype=int)
     splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)

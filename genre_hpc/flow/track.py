@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -12,8 +14,13 @@ from genre_hpc.flow import audio, features
 from genre_hpc.flow.params import FeatureParams
 
 
-def track_features(path: str, *, params: FeatureParams, block_segments: int) -> pd.DataFrame:
-    """All segments of one track: identity columns (bar track/path/label) and features."""
+def track_features(
+    path: str, *, params: FeatureParams, block_segments: int, digest: Any = None
+) -> pd.DataFrame:
+    """All segments of one track: identity columns (bar track/path/label) and features.
+
+    `digest` (a hashlib object) is fed the decoded audio (see audio.iter_segments).
+    """
     blocks, tuning = [], None
     for block in audio.iter_segments(
         path,
@@ -21,6 +28,7 @@ def track_features(path: str, *, params: FeatureParams, block_segments: int) -> 
         segment_samples=params.segment_samples,
         min_samples=params.min_samples,
         block_segments=block_segments,
+        digest=digest,
     ):
         # one STFT per block, shared by the tuning (once per track, from its first block) and the features
         magnitude = features.spectrogram(block.samples, params=params)
@@ -44,10 +52,12 @@ def track_features(path: str, *, params: FeatureParams, block_segments: int) -> 
 
 @dataclass
 class BatchFeatures:
-    """The rows of a batch of tracks, and the tracks that could not be used, as error rows."""
+    """The rows of a batch of tracks, the content hash of each used track, and the tracks that
+    could not be used, as error rows."""
 
     frame: pd.DataFrame | None = None  # None when no track of the batch could be used
     errors: list[dict[str, str]] = field(default_factory=list)
+    hashes: dict[str, str] = field(default_factory=dict)  # track_id -> sha1 of the decoded audio
     audio_seconds: float = 0.0
 
 
@@ -58,8 +68,9 @@ def batch_features(
     row naming `stage`, and the batch goes on."""
     frames, result = [], BatchFeatures()
     for track_id, path, label, _size in batch:
+        digest = hashlib.sha1()
         try:
-            frame = track_features(path, params=params, block_segments=block_segments)
+            frame = track_features(path, params=params, block_segments=block_segments, digest=digest)
         except AudioError as exc:
             result.errors.append({"track_id": track_id, "path": path, "stage": stage, "error": str(exc)})
             continue
@@ -67,6 +78,7 @@ def batch_features(
         frame.insert(1, "path", path)
         frame.insert(2, "label", label)
         result.audio_seconds += float(frame.duration_s.sum())
+        result.hashes[track_id] = digest.hexdigest()
         frames.append(frame)
     if frames:
         result.frame = pd.concat(frames, ignore_index=True)

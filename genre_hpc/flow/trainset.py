@@ -1,4 +1,7 @@
-"""The training data the model stages share: the dataset's rows, one row per track, the split, its sides."""
+"""The training data the model stages share: the dataset's rows, one row per track, the split, its sides.
+
+`TrainingData.tracks.group` is the one grouping key of every split and fold (see track_table).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +9,14 @@ from typing import Any
 
 import dask.dataframe as dd
 import pandas as pd
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from genre_hpc.core.errors import DatasetError
+from genre_hpc.core.errors import ConfigError, DatasetError
 from genre_hpc.core.layout import OutputLayout
-from genre_hpc.flow import validation
+from genre_hpc.flow import corpus, validation
 from genre_hpc.flow.dataset import FeatureStore
 from genre_hpc.flow.schema import feature_names
-from genre_hpc.flow.split import Split, make_split
+from genre_hpc.flow.split import Split, connected_groups, make_split
 
 
 class TrainingData:
@@ -25,7 +28,12 @@ class TrainingData:
         self.feature_params: dict[str, Any] = info["feature_params"]
         self.names = feature_names(n_mfcc=self.feature_params["n_mfcc"])
         self.frame = store.load()
-        self.tracks = track_table(self.frame, validation.read(out))
+        self.tracks = track_table(
+            self.frame,
+            hashes=_hashes(store, out),
+            metadata=corpus.read_tracks(out),
+            group_by=OmegaConf.select(split_spec, "group_by", default=None),
+        )
         self.split: Split = make_split(self.tracks, split_spec)
         self.classes: list[str] = sorted(self.tracks.label.unique())
 
@@ -51,16 +59,50 @@ class TrainingData:
         return labels.map(mapping).astype("int32")
 
 
-def track_table(frame: dd.DataFrame, validation_table: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per track: track_id, label, and `group`: tracks of identical audio share one.
+def track_table(
+    frame: dd.DataFrame,
+    *,
+    hashes: pd.Series | None = None,
+    metadata: pd.DataFrame | None = None,
+    group_by: str | None = None,
+) -> pd.DataFrame:
+    """One row per track: track_id, label, `group`, then the corpus's metadata (split, artist, ...).
 
-    `validation_table` is the validate stage's table; without it every track is its own group.
+    `group` is the one key every split and tuning fold keeps on one side: tracks that share a
+    content hash (`hashes`, by track_id), the corpus's own group column (data.columns.group) or
+    a value of the metadata column `group_by` are one group, transitively. Without any of them
+    every track is its own group.
     """
     # de-duplicate within partitions first: a global drop_duplicates would shuffle
     pairs = frame[["track_id", "label"]].map_partitions(pd.DataFrame.drop_duplicates)
     tracks = pairs.compute().drop_duplicates().sort_values("track_id").reset_index(drop=True)
-    tracks["group"] = tracks.track_id
-    if validation_table is not None and len(validation_table):
-        hashes = validation_table.dropna(subset=["content_hash"]).set_index("track_id").content_hash
-        tracks["group"] = tracks.track_id.map(hashes).fillna(tracks.track_id)
+    keys = []
+    if hashes is not None and len(hashes):
+        keys.append(tracks.track_id.map(hashes))
+    meta = None
+    if metadata is not None and len(metadata):
+        meta = metadata.drop(columns=["label"], errors="ignore").drop_duplicates("track_id")
+        meta = tracks[["track_id"]].merge(meta, on="track_id", how="left")
+        if "group" in meta:
+            keys.append(meta.pop("group"))
+    if group_by is not None:
+        if meta is None or group_by not in meta.columns:
+            known = [c for c in (meta.columns if meta is not None else []) if c != "track_id"]
+            raise ConfigError(
+                "split.group_by",
+                f"{group_by!r} is not a column of the corpus's tracks ({known or 'none recorded'})",
+                "name one, e.g. split.group_by=artist with data=fma; run validate or extract once "
+                "with this genre-hpc to record the tracks' metadata",
+            )
+        keys.append(meta[group_by])
+    tracks["group"] = connected_groups(tracks.track_id, keys)
+    if meta is not None:
+        tracks = pd.concat([tracks, meta.drop(columns=["track_id"])], axis=1)
     return tracks
+
+
+def _hashes(store: FeatureStore, out: OutputLayout) -> pd.Series:
+    """track_id -> content hash: extract's, else an older validate's (which hashed in its own decode)."""
+    found = validation.read(out).dropna(subset=["content_hash"]).set_index("track_id").content_hash
+    extracted = store.content_hashes().set_index("track_id").content_hash
+    return pd.concat([found[~found.index.isin(extracted.index)], extracted])

@@ -3,6 +3,9 @@
 GTZAN holds exact replicas, some filed under two genres (Sturm 2012); a split that puts two
 copies of one recording on both sides measures memory, not genre. The content hash recorded
 here groups such copies so that every split keeps them on one side.
+
+validate fills in what each file's header says; the content hash is of the decoded audio, and
+extract computes it in the one decode it makes of each file, then merges it in here.
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ def pending(tracks: pd.DataFrame, previous: pd.DataFrame) -> tuple[pd.DataFrame,
 
 
 def probe_batch(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Probe a batch of corpus rows; runs on a worker. A file that cannot be read gets its `error`."""
+    """Read the headers of a batch of corpus rows; runs on a worker. A file that cannot be read
+    gets its `error`; `content_hash` is left for extract to fill in."""
     rows = []
     for track in batch:
         row = {**track, "format": None, "sample_rate": None, "channels": None,
@@ -71,6 +75,26 @@ def with_duplicates(table: pd.DataFrame) -> pd.DataFrame:
     copies = first[first != table.loc[first.index, "track_id"]]
     table.loc[copies.index, "duplicate_of"] = copies
     return table[COLUMNS]
+
+
+def merge_hashes(out: OutputLayout, hashes: pd.DataFrame) -> pd.DataFrame:
+    """Put extract's content hashes (track_id, content_hash) into validation.parquet and find the
+    copies again; rows of tracks that validate did not see are added with the hash alone."""
+    table = read(out).drop(columns=["duplicate_of"])
+    known = hashes.set_index("track_id").content_hash
+    table["content_hash"] = table.track_id.map(known).fillna(table.content_hash).astype(object)
+    new = hashes[~hashes.track_id.isin(table.track_id)]
+    if len(new):
+        table = pd.concat([table, new.reindex(columns=table.columns)], ignore_index=True)
+    table = with_duplicates(table)
+    write(out, table)
+    return table
+
+
+def log_duplicates(log: Any, record: dict[str, Any]) -> None:
+    """The identical-audio groups of `summarize`'s record, in the log (the first 20)."""
+    for group in record["duplicates"][:20]:
+        log.warning("identical audio: %s", ", ".join(group))
 
 
 def summarize(table: pd.DataFrame) -> dict[str, Any]:

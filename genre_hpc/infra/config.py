@@ -36,10 +36,10 @@ class Stage:
 STAGES: dict[str, Stage] = {
     stage.name: stage
     for stage in (
-        Stage("validate", "Probe every file (format, rate, duration, content hash); report duplicates.",
+        Stage("validate", "List the tracks (skips and why); read each file's header: format, rate, duration.",
               on_cluster=True, in_run=True),
         Stage("extract",
-              "validate, then decode the corpus; write per-segment features as partitioned Parquet.",
+              "validate, then decode each file once: features as partitioned Parquet, content hashes.",
               on_cluster=True, in_run=True),
         Stage("train", "Train xgboost.dask on the features; evaluate on held-out tracks.",
               on_cluster=True, in_run=True),
@@ -53,7 +53,7 @@ STAGES: dict[str, Stage] = {
               on_cluster=True, in_run=False),
         Stage("report", "One HTML page (PNG figures beside it) of the run in output.dir.",
               on_cluster=False, in_run=True),
-        Stage("demo-data", "Write the synthetic GTZAN-shaped demo corpus (data.demo.*).",
+        Stage("demo-data", "Write the demo corpus (data.demo.*): GTZAN-shaped, or FMA-shaped with data=fma.",
               on_cluster=False, in_run=False),
         Stage("bench", "Time the extractor against the origin study's method; scaling over Dask schedulers.",
               on_cluster=False, in_run=False),
@@ -76,8 +76,8 @@ def steps(cfg: DictConfig) -> list[str]:
 
 def check(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first key whose value cannot work."""
-    for section in (_check_stages, _check_extract, _check_features, _check_cluster, _check_split,
-                    _check_search, _check_compare, _check_evaluate):  # fmt: skip
+    for section in (_check_stages, _check_data, _check_extract, _check_features, _check_cluster,
+                    _check_split, _check_search, _check_compare, _check_evaluate):  # fmt: skip
         section(cfg)
 
 
@@ -109,6 +109,31 @@ def _check_stages(cfg: DictConfig) -> None:
             raise ConfigError(
                 "stages", f"{stages!r} is not a list of stages", f"choose from {RUNNABLE_STAGES}"
             )
+
+
+def _check_data(cfg: DictConfig) -> None:
+    kind = _get(cfg, "data.kind", "folders")
+    if kind not in ("folders", "fma", "table"):
+        raise ConfigError(
+            "data.kind", f"unknown corpus kind {kind!r}", "use data=folders, data=fma or data=table"
+        )
+    for key in ("root", "tracks"):
+        if OmegaConf.is_missing(cfg.data, key):
+            raise ConfigError(f"data.{key}", "is not set", f"data={kind} needs data.{key}=/path/to/...")
+    if kind == "fma":
+        subsets = ("small", "medium", "large")
+        if _get(cfg, "data.subset") not in subsets:
+            raise ConfigError("data.subset", f"{cfg.data.subset!r} is not an FMA subset", " | ".join(subsets))
+        if cfg.data.root is not None and cfg.data.tracks is None:
+            raise ConfigError("data.tracks", "is not set", "give fma_metadata/tracks.csv with data.root")
+        for key in ("genres", "artists_per_genre", "tracks_per_artist"):
+            _positive_int(cfg, f"data.demo.{key}")
+        if cfg.data.demo.genres > 6:
+            raise ConfigError("data.demo.genres", f"{cfg.data.demo.genres} > 6", "the demo has 6 genres")
+    if kind == "table":
+        for key in ("path", "label"):
+            if not isinstance(_get(cfg, f"data.columns.{key}"), str):
+                raise ConfigError(f"data.columns.{key}", "must name a column of the table")
 
 
 def _check_extract(cfg: DictConfig) -> None:
@@ -146,6 +171,16 @@ def _check_split(cfg: DictConfig) -> None:
 
     if _get(cfg, "split.name") not in SPLITS:
         raise ConfigError("split", f"unknown split {cfg.split.name!r}", f"use split={' | '.join(SPLITS)}")
+    group_by = _get(cfg, "split.group_by", None)
+    if group_by is not None and (not isinstance(group_by, str) or not group_by):
+        raise ConfigError(
+            "split.group_by", f"{group_by!r} is not a column name", "e.g. split.group_by=artist"
+        )
+    if cfg.split.name == "official":
+        for key in ("train_on", "test_on"):
+            values = _get(cfg, f"split.{key}")
+            if not OmegaConf.is_list(values) or not values:
+                raise ConfigError(f"split.{key}", f"{values!r} is not a list of split values", "e.g. [test]")
     if cfg.split.name == "predefined":
         for side in cfg.split.lists:
             if OmegaConf.is_missing(cfg.split.lists, side):

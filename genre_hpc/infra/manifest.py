@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import resource
 import time
 from typing import Any
 
@@ -39,6 +40,7 @@ class StageTimer:
         self.out = out
         self.cfg = cfg
         self.started = time.perf_counter()
+        self.cpu_started = time.process_time()
 
     @property
     def seconds(self) -> float:
@@ -48,5 +50,8 @@ class StageTimer:
     def finish(self, stage: str, record: dict[str, Any]) -> dict[str, Any]:
         """Record `record` as `stage` (its `wall_seconds` set, unless the stage set it) and return it."""
         record.setdefault("wall_seconds", self.seconds)
+        # the driver's own cost: what grows with the number of tracks when the workers do the rest
+        record.setdefault("driver_cpu_seconds", time.process_time() - self.cpu_started)
+        record.setdefault("driver_peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
         update(self.out, stage, record, config=plain(self.cfg))
         return record

@@ -24,7 +24,7 @@ from genre_hpc.core.errors import ConfigError
 from genre_hpc.core.layout import OutputLayout
 from genre_hpc.flow import corpus, demo, plots
 from genre_hpc.flow.parity import parity_summary, parity_table
-from genre_hpc.infra import benchmark, config, manifest
+from genre_hpc.infra import benchmark, config, manifest, scaleprobe
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,16 @@ def run(cfg: DictConfig, client: Any, out: OutputLayout) -> dict[str, Any]:
     timer = manifest.StageTimer(out, cfg)
     spec = cfg.bench
     files = out.bench
+    sizes = [int(n) for n in spec.get("scale") or []]
+    if sizes:  # the scale probe runs alone: it is long, and measures other things
+        if any(n < 1 for n in sizes):
+            raise ConfigError("bench.scale", f"{sizes} must be positive track counts", "e.g. [1000]")
+        table = scaleprobe.run(cfg, sizes, files.folder)
+        write_csv(files.scale, table)
+        _log_table("scale probe (validate + extract by the console command)", table)
+        record = {"machine": benchmark.machine(), "command": _command(), "scale": table.to_dict("records")}
+        timer.finish("bench", record)
+        return record
     params = config.feature_params(cfg)
     paths = bench_corpus(cfg, int(spec.clips))
     record: dict[str, Any] = {"machine": benchmark.machine(), "files": len(paths), "command": _command()}
@@ -76,7 +86,7 @@ def run(cfg: DictConfig, client: Any, out: OutputLayout) -> dict[str, Any]:
 def bench_corpus(cfg: DictConfig, n: int) -> list[str]:
     """`n` files, genres interleaved: data.root's, or the demo corpus grown to size."""
     if cfg.data.root is not None:
-        tracks = corpus.scan(Path(str(cfg.data.root)), extensions=tuple(cfg.data.extensions))
+        tracks = corpus.load(cfg).tracks
     else:
         root = Path(str(cfg.bench.demo_root)).expanduser()
         demo.generate(

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from genre_hpc.core.errors import DatasetError
 from genre_hpc.core.layout import OutputLayout
-from genre_hpc.flow import corpus, features
+from genre_hpc.flow import corpus, features, validation
 from genre_hpc.flow.dataset import FeatureStore, batch_id
 from genre_hpc.flow.params import FeatureParams
 from genre_hpc.flow.track import batch_features
@@ -31,14 +31,16 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
     timer = manifest.StageTimer(out, cfg)
     params = config.feature_params(cfg)
     store = FeatureStore(out)
-    root = corpus.resolve_root(cfg)
+    found = corpus.load(cfg)
+    root = found.root
     store.check_compatible(params, root)
-    tracks = corpus.scan(root, extensions=tuple(cfg.data.extensions))
+    corpus.write(out, found)  # also when validate did not run first (run stages=[extract, ...])
+    tracks = found.tracks[corpus.TRACK_COLUMNS]
     done = store.finished_tracks()
     todo = tracks[~tracks.track_id.isin(done)]
     log.info(
-        "extract: %d tracks in %s, %d already done, %d to do",
-        len(tracks), root, len(tracks) - len(todo), len(todo),
+        "extract: %s; %d already done, %d to do",
+        found.describe(), len(tracks) - len(todo), len(todo),
     )  # fmt: skip
 
     if len(todo):
@@ -62,12 +64,17 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
     ]
     summaries = _collect(futures, n_tracks=len(todo))
     error_count = store.merge_errors()
+    duplicates = validation.summarize(validation.merge_hashes(out, store.content_hashes()))
+    validation.log_duplicates(log, duplicates)
     seconds = timer.seconds
     rows = sum(s["rows"] for s in summaries)
     audio_seconds = sum(s["audio_seconds"] for s in summaries)
     record = {
         "corpus_root": str(root),
         "tracks_in_corpus": len(tracks),
+        "tracks_skipped": found.skip_counts(),
+        "duplicate_groups": duplicates["duplicate_groups"],
+        "duplicate_files": duplicates["duplicate_files"],
         "tracks_skipped_as_done": len(tracks) - len(todo),
         "tracks_processed": len(todo),
         "batches": len(batches),
@@ -86,8 +93,10 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
         record["audio_seconds_per_wall_second"] = audio_seconds / seconds
     timer.finish("extract", record)
     log.info(
-        "extract: wrote %d rows for %d tracks in %.1f s (%d errors in total, see %s)",
-        rows, len(todo), seconds, error_count, out.errors,
+        "extract: wrote %d rows for %d tracks in %.1f s (%d errors in total, see %s); %d files in "
+        "%d groups of identical audio",
+        rows, len(todo), seconds, error_count, out.errors, duplicates["duplicate_files"],
+        duplicates["duplicate_groups"],
     )  # fmt: skip
     if record["rows_total"] == 0:
         raise DatasetError(f"no track of {root} could be used: read {out.errors} for why")
@@ -106,7 +115,12 @@ def process_batch(
     started = time.perf_counter()
     result = batch_features(batch, params=params, block_segments=block_segments, stage="extract")
     rows = store.write_batch(
-        batch_id(t[0] for t in batch), result.frame, result.errors, params=params, corpus_root=corpus_root
+        batch_id(t[0] for t in batch),
+        result.frame,
+        result.errors,
+        params=params,
+        corpus_root=corpus_root,
+        hashes=result.hashes,
     )
     return {
         "tracks": len(batch),

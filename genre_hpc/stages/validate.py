@@ -1,4 +1,4 @@
-"""The validate stage: probe every file once on the cluster into OUT/validation.parquet; report duplicates."""
+"""The validate stage: read every file's header on the cluster into OUT/validation.parquet; list tracks."""
 
 from __future__ import annotations
 
@@ -16,10 +16,13 @@ log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
-    """Probe every file not probed before (same path and size); write validation.parquet."""
+    """Probe every file not probed before (same path and size); write validation.parquet and the
+    corpus's tracks.parquet and skipped.parquet."""
     timer = manifest.StageTimer(out, cfg)
-    root = corpus.resolve_root(cfg)
-    tracks = corpus.scan(root, extensions=tuple(cfg.data.extensions))
+    found = corpus.load(cfg)
+    corpus.write(out, found)
+    log.info("validate: %s", found.describe())
+    tracks = found.tracks[corpus.TRACK_COLUMNS]
     todo, rows = validation.pending(tracks, validation.read(out))
     size = tasks.batch_size(len(todo), tasks.worker_slots(client))
     batches = [batch.to_dict("records") for batch in tasks.batches(todo, size)]
@@ -29,13 +32,12 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
     validation.write(out, table)
     record = validation.summarize(table)
     record["probed"] = len(todo)
+    record["batches"] = len(batches)
+    record["skipped"] = found.skip_counts()
     timer.finish("validate", record)
+    # duplicates are known once extract has hashed the decoded audio (here only from an earlier extract)
     log.info(
-        "validate: %d files (%d probed now), %d undecodable, %d in %d duplicate groups "
-        "(%d spanning two genres), %.1f s",
-        record["files"], len(todo), record["undecodable"], record["duplicate_files"],
-        record["duplicate_groups"], record["cross_genre_duplicate_groups"], record["wall_seconds"],
+        "validate: %d files (%d probed now), %d unreadable, %d skipped, %.1f s",
+        record["files"], len(todo), record["undecodable"], len(found.skipped), record["wall_seconds"],
     )  # fmt: skip
-    for group in record["duplicates"][:20]:
-        log.warning("validate: identical audio: %s", ", ".join(group))
     return record

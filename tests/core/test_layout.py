@@ -30,6 +30,9 @@ def test_every_documented_path_comes_from_the_layout(tmp_path):
         "bench/bench.json": out.bench.record,
         "bench/scaling.png": out.bench.figure,
         ".errors": out.error_parts,
+        ".hashes": out.hash_parts,
+        "tracks.parquet": out.tracks,
+        "skipped.parquet": out.skipped,
     }
     assert {name: path.relative_to(tmp_path).as_posix() for name, path in named.items()} == {
         name: name for name in named
@@ -38,7 +41,8 @@ def test_every_documented_path_comes_from_the_layout(tmp_path):
     for name in ("features/", "errors.parquet", "manifest.json", "model/", "model.ubj", "preprocess.json",
                  "metrics.json", "confusion_matrix.png", "tune/", "cv_results.csv", "best_params.json",
                  "cv_results.png", "validation.parquet", "compare/<split>/", "OUT/report/index.html",
-                 "predictions/", "OUT/.errors/"):  # fmt: skip
+                 "predictions/", "OUT/.errors/", "OUT/.hashes/", "tracks.parquet",
+                 "skipped.parquet"):  # fmt: skip
         assert name in readme, name
 
 

@@ -45,10 +45,17 @@ def test_every_option_of_every_group_composes(group, option, tmp_path):
         ("search.grid.max_depth=3", "search.grid.max_depth"),
         ("stages=[extract,fly]", "stages"),
         ("search.scoring=acuracy", "search.scoring"),
+        ("data=fma data.subset=huge", "data.subset"),
+        ("data=fma data.root=/audio", "data.tracks"),
+        ("data=table", "data.root"),
+        ("data=table data.root=/audio", "data.tracks"),
+        ("data=table data.root=/a data.tracks=/t.csv data.columns.label=null", "data.columns.label"),
+        ("split=fma split.test_on=[]", "split.test_on"),
+        ("split.group_by=''", "split.group_by"),
     ],
 )
 def test_wrong_values_name_their_key(override, key, tmp_path):
-    cfg = make_config("run", [f"output.dir={tmp_path}", override])
+    cfg = make_config("run", [f"output.dir={tmp_path}", *override.split()])
     with pytest.raises(ConfigError) as info:
         config.check(cfg)
     assert info.value.key == key

@@ -83,3 +83,23 @@ def test_memory_probe_extracts_the_long_file_whole(bench_run):
     short, long = record["memory_vs_length"]
     assert long["segments"] == 3 * short["segments"]  # the 6-s clip three times over (0.3 min)
     assert long["peak_rss_mb"] > 0 and short["peak_rss_mb"] > 0
+
+
+@pytest.mark.slow
+def test_scale_probe_measures_a_corpus_of_n_tracks_and_reuses_it(tmp_path, numba_cache):
+    cfg = make_config(
+        "bench",
+        [f"output.dir={tmp_path}", "bench.scale=[20]", "bench.scale_seconds=3.0", "bench.scale_workers=1",
+         f"cluster.numba_cache_dir={numba_cache}"],
+    )  # fmt: skip
+    record = run_stage(bench, cfg)
+    row = record["scale"][0]
+    assert row["tracks"] == 4 * 2 * 3 + 1  # 4 genres x 2 artists x 3 tracks, and the no-audio file
+    assert row["parts"] >= 1 and row["median_part_rows"] >= 1 and row["tasks"] >= 2
+    assert row["driver_cpu_ms_per_track"] > 0 and row["resume_check_s"] > 0
+    table = pd.read_csv(layout(cfg).bench.scale)
+    assert list(table.tracks) == [row["tracks"]]
+    clips = sorted((tmp_path / "bench-fma" / "n20").rglob("*.mp3"))
+    stamps = [p.stat().st_mtime_ns for p in clips]
+    bench.scaleprobe.build(tmp_path / "bench-fma", 20, seconds=3.0, sample_rate=22050, seed=0)
+    assert [p.stat().st_mtime_ns for p in clips] == stamps  # cached, not written again
