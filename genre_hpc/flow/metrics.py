@@ -80,8 +80,9 @@ def fold_interval(values: np.ndarray | list[float]) -> dict[str, Any]:
     return {
         "mean": mean,
         "std": std,
-        "low": mean - half,
-        "high": mean + half,
+        # every score here (accuracy, macro-F1) lives in [0, 1]; the t interval may not
+        "low": max(0.0, mean - half),
+        "high": min(1.0, mean + half),
         "level": LEVEL,
         "method": f"t interval of the mean over {k} folds",
     }

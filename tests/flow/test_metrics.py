@@ -40,3 +40,8 @@ def test_every_accuracy_comes_with_its_interval_and_its_text():
     interval = scores["track_accuracy_interval"]
     assert interval["low"] <= 2 / 3 <= interval["high"] and "3 test tracks" in interval["method"]
     assert interval_text(0.85, {"level": 0.95, "low": 0.7, "high": 0.95}) == "0.850 (95% CI 0.700-0.950)"
+
+
+def test_the_fold_interval_stays_within_what_an_accuracy_can_be():
+    info = fold_interval([1.0, 1.0, 0.95, 1.0])
+    assert info["high"] == 1.0 and info["low"] < info["mean"]

@@ -228,3 +228,18 @@ def test_the_leak_shows_in_cross_validation_of_random_segments(evaluated, corpus
         )
         scores[split] = run_stage(compare, cfg, client).segment_accuracy.iloc[0]
     assert scores["random_segments"] >= scores["grouped"] + 0.1, scores
+
+
+def test_every_accuracy_on_the_report_page_shows_its_interval_and_split(
+    cross_validated, evaluated, corpus, client
+):
+    run_stage(compare, _cfg("compare", evaluated, corpus, "compare.models=[knn]"), client)
+    page = run_stage(report, _cfg("report", evaluated, corpus)).read_text()
+    sections = {s.split("</h2>")[0]: s for s in page.split("<h2>")[1:]}
+    train = sections["Model (train)"]
+    assert "95% CI" in train and "grouped</b> split" in train and "bootstrap over the" in train
+    cv = sections["Cross-validation (evaluate)"]
+    assert "95% CI" in cv and "4 folds" in cv and "whole tracks" in cv
+    assert 'src="evaluate_folds.png"' in cv and 'src="evaluate_confusion_matrix.png"' in cv
+    comparison = sections["Model comparison"]
+    assert "track_accuracy_low" in comparison and "grouped split" in comparison
