@@ -166,6 +166,20 @@ def scaling_png(schedulers, scaling, path: Path) -> Path:
     return _save(fig, path, dpi=110)
 
 
+def training_png(table, path: Path) -> Path:
+    """Fit seconds against rows per training method (log-log), and speedup over one thread."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for method, rows in table.groupby("method", sort=False):
+        axes[0].plot(rows.rows, rows.fit_seconds, "o-", label=method)
+        axes[1].plot(rows.rows, rows.speedup_vs_1_thread, "o-", label=method)
+    axes[0].set(title="xgboost fit, same trees", xlabel="rows", ylabel="seconds", xscale="log", yscale="log")
+    axes[1].axhline(1.0, ls=":", color="grey")
+    axes[1].set(title="speedup over XGBClassifier n_jobs=1", xlabel="rows", ylabel="T(1 thread) / T")
+    axes[1].set_xscale("log")
+    axes[0].legend(fontsize=7)
+    return _save(fig, path, dpi=110)
+
+
 def _save(fig, path: Path, *, dpi: float | None = None) -> Path:
     fig.tight_layout()
     try:

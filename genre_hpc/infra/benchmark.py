@@ -104,7 +104,7 @@ def time_schedulers(
         if name == "distributed" and n in set(scaling.workers):
             seconds = float(scaling.seconds[scaling.workers == n].iloc[0])
         elif name == "distributed":
-            with _client(cfg, n) as client:
+            with local_client(cfg, n) as client:
                 seconds = _timed(lambda g=graph, c=client: c.gather(c.compute(g)))
         elif name == "processes":
             # a pool whose processes are warmed before the clock starts, as the workers are
@@ -132,7 +132,7 @@ def sweep_workers(cfg: DictConfig, paths: list[str], params: FeatureParams) -> p
     rows = []
     for k in cfg.bench.workers:
         started = time.perf_counter()
-        with _client(cfg, int(k), warm=False) as client:
+        with local_client(cfg, int(k), warm=False) as client:
             ready = time.perf_counter() - started
             # a fresh worker: warm-up (numba JIT or its cache), then one track
             first = time.perf_counter()
@@ -155,7 +155,7 @@ def sweep_workers(cfg: DictConfig, paths: list[str], params: FeatureParams) -> p
     return table
 
 
-def _client(cfg: DictConfig, n_workers: int, *, warm: bool = True):
+def local_client(cfg: DictConfig, n_workers: int, *, warm: bool = True):
     """A LocalCluster of `n_workers` single-threaded workers, built by cluster.connect."""
     if cfg.cluster.kind != "local":
         raise ConfigError("cluster", "bench times workers on this machine", "use cluster=local")
