@@ -151,8 +151,10 @@ def correlation_png(corr, path: Path) -> Path:
 def scaling_png(schedulers, scaling, path: Path) -> Path:
     """The bench's Dask schedulers on the same files, and speedup and efficiency over worker counts."""
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    axes[0].bar(schedulers.scheduler, schedulers.seconds, color="tab:blue")
-    axes[0].set(title="Dask schedulers, same files", ylabel="seconds")
+    names = [name.replace("multiprocessing ", "mp ") for name in schedulers.scheduler]
+    axes[0].barh(names, schedulers.seconds, color="tab:blue")
+    axes[0].invert_yaxis()
+    axes[0].set(title="schedulers, same files", xlabel="seconds")
     if "speedup" in scaling:
         axes[1].plot(scaling.workers, scaling.speedup, "o-", label="measured")
         axes[1].plot(scaling.workers, scaling.workers, "--", color="grey", label="ideal")
