@@ -8,8 +8,10 @@ before the clock starts, as the Dask workers and the processes scheduler do.
 from __future__ import annotations
 
 import multiprocessing
+import pickle
 import time
 from collections.abc import Callable
+from queue import Empty
 from typing import Any
 
 from genre_hpc.infra import jitcache
@@ -33,7 +35,8 @@ def time_variants(
     """
     context = multiprocessing.get_context("spawn")
     rows = []
-    with context.Pool(n, initializer=jitcache.warm_process) as pool:
+    payload = pickle.dumps(task)
+    with context.Pool(n, initializer=_warm, initargs=(payload,)) as pool:
         pool.map(time.sleep, [0.5] * n, chunksize=1)  # every process started and warm
         runs = {
             # blocks on each batch in turn: one process works at a time
@@ -58,26 +61,49 @@ def _row(name: str, n: int, seconds: float, batches: list[list[str]], segments: 
 
 def _process_per_worker(context, task, batches, n) -> tuple[float, list[int]]:
     """n Processes, each given every n-th batch; the clock starts once all are warm."""
-    ready, go, results = context.Barrier(n + 1), context.Event(), context.Queue()
+    ready, go, results = context.Queue(), context.Event(), context.Queue()
+    payload = pickle.dumps(task)
     workers = [
-        context.Process(target=_worker, args=(task, batches[i::n], ready, go, results)) for i in range(n)
+        context.Process(target=_worker, args=(payload, batches[i::n], ready, go, results)) for i in range(n)
     ]
     for w in workers:
         w.start()
-    ready.wait()
-    started = time.perf_counter()
-    go.set()
-    segments = [results.get() for _ in workers]
-    seconds = time.perf_counter() - started
-    for w in workers:
-        w.join()
-        if w.exitcode != 0:
-            raise RuntimeError(f"bench: a multiprocessing Process exited with code {w.exitcode}")
+    try:
+        _collect(ready, workers)
+        started = time.perf_counter()
+        go.set()
+        segments = _collect(results, workers)
+        seconds = time.perf_counter() - started
+    finally:
+        for w in workers:
+            w.join(timeout=5)
+            if w.is_alive():
+                w.terminate()
     return seconds, segments
 
 
-def _worker(task, batches, ready, go, results) -> None:
+def _collect(queue, workers) -> list:
+    """One item from every worker, failing (instead of waiting forever) if one of them died."""
+    items = []
+    while len(items) < len(workers):
+        try:
+            items.append(queue.get(timeout=1.0))
+        except Empty:
+            dead = [w.exitcode for w in workers if w.exitcode not in (None, 0)]
+            if dead:
+                raise RuntimeError(f"bench: a multiprocessing Process exited with code {dead[0]}") from None
+    return items
+
+
+def _warm(payload: bytes) -> Callable[[list[str]], int]:
+    """A process's numba cache and compiled code, then the task's modules (the task goes pickled:
+    unpickling it imports librosa, which must wait for the cache)."""
     jitcache.warm_process()
-    ready.wait()
+    return pickle.loads(payload)
+
+
+def _worker(payload: bytes, batches, ready, go, results) -> None:
+    task = _warm(payload)
+    ready.put(True)
     go.wait()
     results.put(sum(task(b) for b in batches))
