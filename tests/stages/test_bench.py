@@ -140,7 +140,7 @@ def test_training_fits_every_method_at_every_size_with_the_same_trees(training_r
     methods = [name for name, _ in TRAINING_METHODS]
     for n in (300, 600):
         assert list(table.method[table.rows == n]) == methods
-    assert (table.columns == len(feature_names())).all()
+    assert (table["columns"] == len(feature_names())).all()
     assert (table.fit_seconds > 0).all()
     # the same trees everywhere: every fit ran the asked-for number of boosting rounds
     assert (table.n_estimators == 4).all() and (table.boosted_rounds == 4).all()
