@@ -115,6 +115,20 @@ class BenchFiles:
         return self.folder / "scaling.png"
 
     @property
+    def training(self) -> Path:
+        """Fit seconds per training method and row count (bench.training_rows)."""
+        return self.folder / "training.csv"
+
+    @property
+    def training_figure(self) -> Path:
+        return self.folder / "training.png"
+
+    @property
+    def tuning(self) -> Path:
+        """Grid-search wall time per worker count (bench.tuning)."""
+        return self.folder / "tuning.csv"
+
+    @property
     def record(self) -> Path:
         return self.folder / "bench.json"
 

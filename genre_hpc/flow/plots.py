@@ -151,8 +151,10 @@ def correlation_png(corr, path: Path) -> Path:
 def scaling_png(schedulers, scaling, path: Path) -> Path:
     """The bench's Dask schedulers on the same files, and speedup and efficiency over worker counts."""
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    axes[0].bar(schedulers.scheduler, schedulers.seconds, color="tab:blue")
-    axes[0].set(title="Dask schedulers, same files", ylabel="seconds")
+    names = [name.replace("multiprocessing ", "mp ") for name in schedulers.scheduler]
+    axes[0].barh(names, schedulers.seconds, color="tab:blue")
+    axes[0].invert_yaxis()
+    axes[0].set(title="schedulers, same files", xlabel="seconds")
     if "speedup" in scaling:
         axes[1].plot(scaling.workers, scaling.speedup, "o-", label="measured")
         axes[1].plot(scaling.workers, scaling.workers, "--", color="grey", label="ideal")
@@ -163,6 +165,20 @@ def scaling_png(schedulers, scaling, path: Path) -> Path:
         axes[2].set(title="parallel efficiency", xlabel="workers", ylabel="speedup / workers", ylim=(0, 1.1))
     for ax in axes[1:]:
         ax.set_xticks(list(scaling.workers))
+    return _save(fig, path, dpi=110)
+
+
+def training_png(table, path: Path) -> Path:
+    """Fit seconds against rows per training method (log-log), and speedup over one thread."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for method, rows in table.groupby("method", sort=False):
+        axes[0].plot(rows.rows, rows.fit_seconds, "o-", label=method)
+        axes[1].plot(rows.rows, rows.speedup_vs_1_thread, "o-", label=method)
+    axes[0].set(title="xgboost fit, same trees", xlabel="rows", ylabel="seconds", xscale="log", yscale="log")
+    axes[1].axhline(1.0, ls=":", color="grey")
+    axes[1].set(title="speedup over XGBClassifier n_jobs=1", xlabel="rows", ylabel="T(1 thread) / T")
+    axes[1].set_xscale("log")
+    axes[0].legend(fontsize=7)
     return _save(fig, path, dpi=110)
 
 

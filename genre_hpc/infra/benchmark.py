@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from genre_hpc.core.versions import versions
 from genre_hpc.flow import features, reference
 from genre_hpc.flow.params import FeatureParams
 from genre_hpc.flow.track import track_features
-from genre_hpc.infra import config, jitcache
+from genre_hpc.infra import config, jitcache, mpbench
 from genre_hpc.infra.cluster import connect
 from genre_hpc.infra.tasks import warm_workers
 
@@ -72,14 +73,16 @@ def _batch_rows(paths: list[str], params: FeatureParams, block_segments: int) ->
     return sum(len(track_features(p, params=params, block_segments=block_segments)) for p in paths)
 
 
+def _batches(paths: list[str], cfg: DictConfig) -> list[list[str]]:
+    size = int(cfg.bench.batch_size)
+    return [paths[i : i + size] for i in range(0, len(paths), size)]
+
+
 def _graph(paths: list[str], params: FeatureParams, cfg: DictConfig) -> list:
     import dask
 
-    size = int(cfg.bench.batch_size)
     task = dask.delayed(_batch_rows, pure=False)
-    return [
-        task(paths[i : i + size], params, int(cfg.bench.block_segments)) for i in range(0, len(paths), size)
-    ]
+    return [task(batch, params, int(cfg.bench.block_segments)) for batch in _batches(paths, cfg)]
 
 
 def time_schedulers(
@@ -97,29 +100,39 @@ def time_schedulers(
 
     n = int(cfg.bench.scheduler_workers) or (os.cpu_count() or 1)
     rows = []
+    files = len(paths)
     for name in cfg.bench.schedulers:
         if name not in SCHEDULERS:
             raise ConfigError("bench.schedulers", f"unknown scheduler {name!r}", f"use {list(SCHEDULERS)}")
         graph = _graph(paths, params, cfg)
         if name == "distributed" and n in set(scaling.workers):
             seconds = float(scaling.seconds[scaling.workers == n].iloc[0])
+            segments = int(scaling.segments[scaling.workers == n].iloc[0])
         elif name == "distributed":
-            with _client(cfg, n) as client:
-                seconds = _timed(lambda g=graph, c=client: c.gather(c.compute(g)))
+            with local_client(cfg, n) as client:
+                seconds, segments = _timed_sum(lambda g=graph, c=client: c.gather(c.compute(g)))
         elif name == "processes":
             # a pool whose processes are warmed before the clock starts, as the workers are
             context = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(n, mp_context=context, initializer=jitcache.warm_process) as pool:
                 list(pool.map(time.sleep, [0.5] * n))  # start all n processes
-                seconds = _timed(lambda g=graph, p=pool: dask.compute(*g, scheduler="processes", pool=p))
+                seconds, segments = _timed_sum(
+                    lambda g=graph, p=pool: dask.compute(*g, scheduler="processes", pool=p)
+                )
         else:
             with threadpool_limits(1):
                 workers = 1 if name == "synchronous" else n
-                seconds = _timed(
+                seconds, segments = _timed_sum(
                     lambda g=graph, w=workers, s=name: dask.compute(*g, scheduler=s, num_workers=w)
                 )
-        rows.append({"scheduler": name, "workers": 1 if name == "synchronous" else n, "seconds": seconds})
+        rows.append({"scheduler": name, "workers": 1 if name == "synchronous" else n, "seconds": seconds,
+                     "files": files, "segments": segments})  # fmt: skip
         log.info("bench: %s scheduler, %d files in %.2f s", name, len(paths), seconds)
+    if cfg.bench.multiprocessing:
+        task = partial(_batch_rows, params=params, block_segments=int(cfg.bench.block_segments))
+        for row in mpbench.time_variants(task, _batches(paths, cfg), n=n):
+            rows.append(row)
+            log.info("bench: %s, %d files in %.2f s", row["scheduler"], row["files"], row["seconds"])
     table = pd.DataFrame(rows)
     serial = table.seconds[table.scheduler == "synchronous"]
     if len(serial):
@@ -132,7 +145,7 @@ def sweep_workers(cfg: DictConfig, paths: list[str], params: FeatureParams) -> p
     rows = []
     for k in cfg.bench.workers:
         started = time.perf_counter()
-        with _client(cfg, int(k), warm=False) as client:
+        with local_client(cfg, int(k), warm=False) as client:
             ready = time.perf_counter() - started
             # a fresh worker: warm-up (numba JIT or its cache), then one track
             first = time.perf_counter()
@@ -141,10 +154,10 @@ def sweep_workers(cfg: DictConfig, paths: list[str], params: FeatureParams) -> p
             client.submit(_batch_rows, paths[:1], params, int(cfg.bench.block_segments), pure=False).result()
             first_result = time.perf_counter() - first
             graph = _graph(paths, params, cfg)
-            seconds = _timed(lambda g=graph, c=client: c.gather(c.compute(g)))
+            seconds, segments = _timed_sum(lambda g=graph, c=client: c.gather(c.compute(g)))
             peaks = client.run(_peak_rss_mb)
-        rows.append({"workers": int(k), "seconds": seconds, "load_1min": os.getloadavg()[0],
-                     "cluster_start_s": ready, "warm_up_s": warm,
+        rows.append({"workers": int(k), "seconds": seconds, "segments": segments,
+                     "load_1min": os.getloadavg()[0], "cluster_start_s": ready, "warm_up_s": warm,
                      "first_result_s": first_result, "peak_worker_mb": max(peaks.values())})  # fmt: skip
         log.info("bench: %d workers, %d files in %.2f s", k, len(paths), seconds)
     table = pd.DataFrame(rows)
@@ -155,7 +168,7 @@ def sweep_workers(cfg: DictConfig, paths: list[str], params: FeatureParams) -> p
     return table
 
 
-def _client(cfg: DictConfig, n_workers: int, *, warm: bool = True):
+def local_client(cfg: DictConfig, n_workers: int, *, warm: bool = True):
     """A LocalCluster of `n_workers` single-threaded workers, built by cluster.connect."""
     if cfg.cluster.kind != "local":
         raise ConfigError("cluster", "bench times workers on this machine", "use cluster=local")
@@ -174,10 +187,11 @@ def _client(cfg: DictConfig, n_workers: int, *, warm: bool = True):
     return session()
 
 
-def _timed(function) -> float:
+def _timed_sum(function) -> tuple[float, int]:
+    """Seconds of `function()` and the sum of what it returns (segments per batch)."""
     started = time.perf_counter()
-    function()
-    return time.perf_counter() - started
+    result = function()
+    return time.perf_counter() - started, int(sum(result))
 
 
 def _peak_rss_mb() -> float:

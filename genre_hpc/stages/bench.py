@@ -3,8 +3,9 @@
 One run on one set of files: (1) both extractors timed single-process after warm-up, (2) their
 values compared feature by feature, (3) the origin study's comparison of Dask schedulers and a
 sweep of the number of workers, (4) peak memory per worker, the time a fresh worker takes to
-its first result, and peak memory for a long file against a short one. Tables go to the log
-and to `output.dir/bench/` as CSV and JSON, with a PNG of the scaling.
+its first result, and peak memory for a long file against a short one; (5) when asked
+(bench.training_rows, bench.tuning), the origin study's xgboost training and grid-search
+measurements. Tables go to the log and to `output.dir/bench/` as CSV and JSON, with PNGs.
 """
 
 from __future__ import annotations
@@ -21,18 +22,16 @@ from omegaconf import DictConfig
 
 from genre_hpc.core.atomic import write_csv, write_text
 from genre_hpc.core.errors import ConfigError
-from genre_hpc.core.layout import OutputLayout
+from genre_hpc.core.layout import BenchFiles, OutputLayout
 from genre_hpc.flow import corpus, demo, plots
 from genre_hpc.flow.parity import parity_summary, parity_table
-from genre_hpc.infra import benchmark, config, manifest, scaleprobe
+from genre_hpc.infra import benchmark, config, manifest, scaleprobe, trainbench
 
 log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig, client: Any, out: OutputLayout) -> dict[str, Any]:
     """Run every part of the benchmark; write the tables and return the record (builds its own clusters)."""
-    from threadpoolctl import threadpool_limits
-
     timer = manifest.StageTimer(out, cfg)
     spec = cfg.bench
     files = out.bench
@@ -46,10 +45,38 @@ def run(cfg: DictConfig, client: Any, out: OutputLayout) -> dict[str, Any]:
         record = {"machine": benchmark.machine(), "command": _command(), "scale": table.to_dict("records")}
         timer.finish("bench", record)
         return record
+    record: dict[str, Any] = {"machine": benchmark.machine(), "command": _command()}
+    log.info("bench: machine: %s", record["machine"]["summary"])
+    if spec.extraction:
+        _extraction(cfg, files, record)
+    if spec.training_rows:
+        training = trainbench.time_training(cfg)
+        write_csv(files.training, training)
+        plots.training_png(training, files.training_figure)
+        _log_table("xgboost training, same trees and parameters", training)
+        record["training"] = training.to_dict(orient="records")
+        record["training_note"] = trainbench.payoff_note(training)
+        log.info("bench: %s", record["training_note"])
+    if spec.tuning:
+        tuning = trainbench.time_tuning(cfg)
+        write_csv(files.tuning, tuning)
+        _log_table("dask-ml GridSearchCV over search.grid", tuning)
+        record["tuning"] = tuning.to_dict(orient="records")
+    write_text(files.record, json.dumps(record, indent=2, default=str) + "\n")
+    timer.finish("bench", record)
+    log.info("bench: results in %s", files.folder)
+    return record
+
+
+def _extraction(cfg: DictConfig, files: BenchFiles, record: dict[str, Any]) -> None:
+    """Extractor speed and parity, schedulers and the worker sweep, start-up and memory."""
+    from threadpoolctl import threadpool_limits
+
+    spec = cfg.bench
     params = config.feature_params(cfg)
     paths = bench_corpus(cfg, int(spec.clips))
-    record: dict[str, Any] = {"machine": benchmark.machine(), "files": len(paths), "command": _command()}
-    log.info("bench: %d files, machine: %s", len(paths), record["machine"]["summary"])
+    record["files"] = len(paths)
+    log.info("bench: %d files", len(paths))
 
     # "per core": the single-process parts must not spread BLAS over the other core
     with threadpool_limits(1):
@@ -77,10 +104,6 @@ def run(cfg: DictConfig, client: Any, out: OutputLayout) -> dict[str, Any]:
     record["memory_vs_length"] = benchmark.memory_probe(cfg, paths[0], files.long_files)
     _log_table("peak memory against file length", pd.DataFrame(record["memory_vs_length"]))
     plots.scaling_png(schedulers, scaling, files.figure)
-    write_text(files.record, json.dumps(record, indent=2, default=str) + "\n")
-    timer.finish("bench", record)
-    log.info("bench: results in %s", files.folder)
-    return record
 
 
 def bench_corpus(cfg: DictConfig, n: int) -> list[str]:

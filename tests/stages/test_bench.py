@@ -9,6 +9,8 @@ import pytest
 
 from genre_hpc.flow.schema import feature_names
 from genre_hpc.infra.benchmark import SCHEDULERS
+from genre_hpc.infra.mpbench import VARIANTS
+from genre_hpc.infra.trainbench import ROWS_PER_TRACK, TRAINING_METHODS, feature_rows
 from genre_hpc.stages import bench
 
 from ..helpers import layout, make_config, run_stage
@@ -40,7 +42,7 @@ def test_writes_every_table_with_its_columns(bench_run):
     expected = {
         "speed.csv": {"extractor", "s_per_30s_audio", "speedup", "audio_s"},
         "parity.csv": {"feature", "definition", "max_rel_diff", "tolerance", "ok"},
-        "schedulers.csv": {"scheduler", "workers", "seconds", "speedup_vs_synchronous"},
+        "schedulers.csv": {"scheduler", "workers", "seconds", "speedup_vs_synchronous", "files", "segments"},
         "scaling.csv": {"workers", "seconds", "speedup", "efficiency", "peak_worker_mb", "first_result_s"},
     }
     for name, columns in expected.items():
@@ -56,7 +58,7 @@ def test_writes_every_table_with_its_columns(bench_run):
 def test_runs_every_scheduler_and_worker_count(bench_run):
     folder, _ = bench_run
     schedulers = pd.read_csv(folder / "schedulers.csv")
-    assert list(schedulers.scheduler) == list(SCHEDULERS)
+    assert list(schedulers.scheduler[schedulers.scheduler.isin(SCHEDULERS)]) == list(SCHEDULERS)
     assert (schedulers.seconds > 0).all()
     scaling = pd.read_csv(folder / "scaling.csv")
     assert list(scaling.workers) == [1, 2]
@@ -103,3 +105,69 @@ def test_scale_probe_measures_a_corpus_of_n_tracks_and_reuses_it(tmp_path, numba
     stamps = [p.stat().st_mtime_ns for p in clips]
     bench.scaleprobe.build(tmp_path / "bench-fma", 20, seconds=3.0, sample_rate=22050, seed=0)
     assert [p.stat().st_mtime_ns for p in clips] == stamps  # cached, not written again
+
+
+@pytest.mark.slow
+def test_multiprocessing_rows_extract_the_same_files_as_the_dask_rows(bench_run):
+    folder, _ = bench_run
+    table = pd.read_csv(folder / "schedulers.csv")
+    assert list(table.scheduler) == [*SCHEDULERS, *VARIANTS]
+    assert (table.seconds > 0).all()
+    dask_rows = table[table.scheduler.isin(SCHEDULERS)]
+    assert table.files.nunique() == 1 and table.files.iloc[0] == 2
+    # every variant extracted every segment the Dask schedulers did, no more, no fewer
+    assert table.segments.nunique() == 1 and table.segments.iloc[0] == dask_rows.segments.iloc[0] > 0
+
+
+@pytest.fixture(scope="module")
+def training_run(tmp_path_factory, numba_cache):
+    """The training and tuning probes alone, at tiny sizes (a 2 x 1 x 1 grid, 2 folds)."""
+    out = tmp_path_factory.mktemp("bench-train")
+    cfg = make_config(
+        "bench",
+        [f"output.dir={out}", "bench.extraction=false", "bench.training_rows=[300,600]",
+         "bench.training_trees=4", "bench.tuning=true", "bench.tuning_rows=400",
+         "search.cv_folds=2", "search.grid={max_depth:[2,3],n_estimators:[3],learning_rate:[0.3]}"],
+    )  # fmt: skip
+    record = run_stage(bench, cfg)
+    return layout(cfg).bench, record
+
+
+@pytest.mark.slow
+def test_training_fits_every_method_at_every_size_with_the_same_trees(training_run):
+    files, record = training_run
+    table = pd.read_csv(files.training)
+    methods = [name for name, _ in TRAINING_METHODS]
+    for n in (300, 600):
+        assert list(table.method[table.rows == n]) == methods
+    assert (table["columns"] == len(feature_names())).all()
+    assert (table.fit_seconds > 0).all()
+    # the same trees everywhere: every fit ran the asked-for number of boosting rounds
+    assert (table.n_estimators == 4).all() and (table.boosted_rounds == 4).all()
+    assert table.speedup_vs_1_thread[table.method == methods[0]].tolist() == pytest.approx([1.0, 1.0])
+    assert files.training_figure.stat().st_size > 1000
+    assert "Dask workers" in record["training_note"]
+    # the extraction parts were switched off
+    assert not files.schedulers.exists() and "speed" not in record
+
+
+@pytest.mark.slow
+def test_tuning_searches_the_grid_on_each_worker_count(training_run):
+    files, record = training_run
+    table = pd.read_csv(files.tuning)
+    assert list(table.workers) == [1, 2]
+    assert (table.candidates == 2).all() and (table.fits == 4).all() and (table.failed_fits == 0).all()
+    assert (table.seconds > 0).all()
+    assert table.efficiency.iloc[0] == pytest.approx(1.0)
+    assert table.efficiency.iloc[1] == pytest.approx(table.speedup.iloc[1] / 2)
+    # the same search on either cluster finds the same best score
+    assert table.best_cv_score.nunique() == 1
+
+
+def test_feature_rows_have_the_schema_width_and_whole_tracks_of_one_genre():
+    x, y, tracks = feature_rows(1000, n_classes=10, n_features=len(feature_names()), seed=0)
+    assert x.shape == (1000, 174) and x.dtype == "float32"
+    assert len(y) == len(tracks) == 1000
+    per_track = pd.DataFrame({"track": tracks, "y": y}).groupby("track").y
+    assert (per_track.nunique() == 1).all() and (per_track.size() == ROWS_PER_TRACK).all()
+    assert set(y) == set(range(10))
