@@ -160,7 +160,11 @@ def sweep_workers(cfg: DictConfig, paths: list[str], params: FeatureParams) -> p
                      "load_1min": os.getloadavg()[0], "cluster_start_s": ready, "warm_up_s": warm,
                      "first_result_s": first_result, "peak_worker_mb": max(peaks.values())})  # fmt: skip
         log.info("bench: %d workers, %d files in %.2f s", k, len(paths), seconds)
-    table = pd.DataFrame(rows)
+    return with_speedup(pd.DataFrame(rows))
+
+
+def with_speedup(table: pd.DataFrame) -> pd.DataFrame:
+    """`table` (workers, seconds) with speedup and efficiency against its 1-worker row, if it has one."""
     base = table.seconds[table.workers == 1]
     if len(base):
         table["speedup"] = float(base.iloc[0]) / table.seconds

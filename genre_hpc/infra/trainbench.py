@@ -23,7 +23,7 @@ from genre_hpc.core.errors import ConfigError
 from genre_hpc.flow import demo
 from genre_hpc.flow.schema import feature_names
 from genre_hpc.flow.split import grouped_folds
-from genre_hpc.infra.benchmark import local_client
+from genre_hpc.infra.benchmark import local_client, with_speedup
 
 log = logging.getLogger(__name__)
 
@@ -163,12 +163,7 @@ def time_tuning(cfg: DictConfig) -> pd.DataFrame:
                      "failed_fits": int(scores.isna().sum()), "seconds": seconds,
                      "best_cv_score": float(scores.max()), "load_1min": os.getloadavg()[0]})  # fmt: skip
         log.info("bench: grid search, %d fits on %d workers in %.2f s", fits, k, seconds)
-    table = pd.DataFrame(rows)
-    base_row = table.seconds[table.workers == 1]
-    if len(base_row):
-        table["speedup"] = float(base_row.iloc[0]) / table.seconds
-        table["efficiency"] = table.speedup / table.workers
-    return table
+    return with_speedup(pd.DataFrame(rows))
 
 
 def payoff_note(table: pd.DataFrame) -> str:
