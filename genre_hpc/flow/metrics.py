@@ -12,6 +12,8 @@ from sklearn.metrics import accuracy_score, classification_report, confusion_mat
 
 LEVEL = 0.95  # every interval genre-hpc reports
 RESAMPLES = 2000
+# the scores evaluate, compare and their fold tables report for every model and fold
+SCORES = ("segment_accuracy", "track_accuracy", "track_macro_f1", "segment_macro_f1")
 
 
 def evaluate(proba: np.ndarray, ids: pd.DataFrame, classes: list[str], *, seed: int = 0) -> dict[str, Any]:

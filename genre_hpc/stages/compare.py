@@ -15,14 +15,12 @@ from genre_hpc.core.atomic import write_csv, write_json
 from genre_hpc.core.layout import OutputLayout
 from genre_hpc.flow import plots
 from genre_hpc.flow.lineup import fit_and_predict, fit_and_predict_fold
-from genre_hpc.flow.metrics import evaluate, fold_interval, interval_text
+from genre_hpc.flow.metrics import SCORES, evaluate, fold_interval, interval_text
 from genre_hpc.flow.split import row_folds
 from genre_hpc.flow.trainset import TrainingData
 from genre_hpc.infra import manifest
 
 log = logging.getLogger(__name__)
-
-SCORES = ("segment_accuracy", "track_accuracy", "track_macro_f1", "segment_macro_f1")
 
 
 def run(cfg: DictConfig, client: Client, out: OutputLayout) -> pd.DataFrame:
@@ -135,8 +133,8 @@ def _cross_validated(
     for name in names:
         mine = table[table.model == name]
         row: dict[str, Any] = {"model": name, "split": data.split.name, "leaky": data.split.leaky, "folds": k}
-        for key in SCORES:
-            info = fold_interval(mine[key].to_numpy())
+        infos = {key: fold_interval(mine[key].to_numpy()) for key in SCORES}
+        for key, info in infos.items():
             row.update(
                 {
                     key: info["mean"],
@@ -145,13 +143,12 @@ def _cross_validated(
                     f"{key}_high": info["high"],
                 }
             )
-        row["interval"] = fold_interval(mine.track_accuracy.to_numpy())["method"]
+        row["interval"] = infos["track_accuracy"]["method"]
         row["fit_seconds"] = float(mine.fit_seconds.mean())
         rows.append(row)
         log.info(
             "compare: %-13s %s: segment accuracy %.3f, track accuracy %s, mean over %d folds",
             name, data.split.label(), row["segment_accuracy"],
-            interval_text(row["track_accuracy"], {"level": 0.95, "low": row["track_accuracy_low"],
-                                                   "high": row["track_accuracy_high"]}), k,
+            interval_text(row["track_accuracy"], infos["track_accuracy"]), k,
         )  # fmt: skip
     return rows, protocol, table

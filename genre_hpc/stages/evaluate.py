@@ -23,14 +23,12 @@ from genre_hpc.core.errors import ConfigError
 from genre_hpc.core.layout import OutputLayout
 from genre_hpc.flow import model, plots
 from genre_hpc.flow.lineup import fit_and_predict_fold
-from genre_hpc.flow.metrics import bootstrap_interval, evaluate, fold_interval, interval_text
+from genre_hpc.flow.metrics import SCORES, bootstrap_interval, evaluate, fold_interval, interval_text
 from genre_hpc.flow.split import Split, row_folds
 from genre_hpc.flow.trainset import TrainingData
 from genre_hpc.infra import manifest
 
 log = logging.getLogger(__name__)
-
-METRICS = ("track_accuracy", "segment_accuracy", "track_macro_f1", "segment_macro_f1")
 
 
 def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
@@ -73,7 +71,7 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
         "folds": k,
         "engine": engine,
         "model": {"name": "xgboost", "params": params},
-        "metrics": {name: fold_interval(table[name].to_numpy()) for name in METRICS},
+        "metrics": {name: fold_interval(table[name].to_numpy()) for name in SCORES},
         "pooled_track_accuracy": float(correct.mean()),
         "pooled_track_accuracy_interval": bootstrap_interval(correct, seed=cfg.split.seed),
         "tested_tracks": int(correct.size),
@@ -97,7 +95,7 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
     timer.finish(
         "evaluate",
         {"protocol": protocol, "folds": k, "engine": engine,
-         **{name: summary["metrics"][name] for name in METRICS}},
+         **{name: summary["metrics"][name] for name in SCORES}},
     )  # fmt: skip
     log.info(
         "evaluate: %s: track accuracy %s, mean over folds (std %.3f); segment accuracy %.3f (%.1f s)",
@@ -177,7 +175,7 @@ def _fold_row(fold: int, scores: dict[str, Any], fit_seconds: float) -> dict[str
         "fold": fold,
         "test_tracks": scores["test_tracks"],
         "test_segments": scores["test_segments"],
-        **{name: scores[name] for name in METRICS},
+        **{name: scores[name] for name in SCORES},
         "fit_seconds": fit_seconds,
         "confusion_matrix_tracks": matrix,
         # one 0/1 per test track, pooled into the all-tracks bootstrap
