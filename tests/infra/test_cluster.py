@@ -96,7 +96,11 @@ def test_workers_run_this_python_with_node_local_scratch_and_numba_cache(tmp_pat
     # numba's code: primed under output.dir (shared), copied by each worker to node-local scratch
     assert "--preload genre_hpc.infra.jitcache" in command
     spec = make_config("extract", ["cluster=slurm", f"output.dir={tmp_path}"]).cluster
-    assert f'export GENRE_HPC_JIT_PRIMED="{jitcache.primed_folder(spec.numba_cache_dir)}"' in lines
+    primed = jitcache.primed_folder(spec.numba_cache_dir)
+    assert f'export GENRE_HPC_JIT_PRIMED="{primed}"' in lines
+    # and Python's bytecode, unless the user's environment names a prefix of its own
+    bytecode = jitcache.bytecode_folder(primed)
+    assert f'export PYTHONPYCACHEPREFIX="${{PYTHONPYCACHEPREFIX:-{bytecode}}}"' in lines
     assert 'export GENRE_HPC_JIT_SCRATCH="${TMPDIR:-/tmp}/genre-hpc-$USER/numba"' in lines
     assert not any("NUMBA_CACHE_DIR" in line for line in lines)  # never one folder for all workers
     activate = Path(sys.executable).parent / "activate"
@@ -105,6 +109,36 @@ def test_workers_run_this_python_with_node_local_scratch_and_numba_cache(tmp_pat
     # the user's prologue runs after the built-in lines, before the worker
     assert lines[-2] == "module load gcc"
     assert lines.index('export USER="${USER:-$(id -un)}"') < lines.index("module load gcc")
+
+
+def test_workers_can_be_told_to_ignore_the_primed_caches(tmp_path: Path) -> None:
+    script, _ = job_script(tmp_path, "cluster.prime_worker_caches=false")
+    lines = script.splitlines()
+    assert 'export GENRE_HPC_JIT_PRIMED=""' in lines
+    assert not any("PYTHONPYCACHEPREFIX" in line for line in lines)
+
+
+def _worker_caches() -> tuple[str, str | None, str | None]:
+    import os
+
+    return (
+        os.environ.get("GENRE_HPC_JIT_PRIMED", ""),
+        os.environ.get("PYTHONPYCACHEPREFIX"),
+        sys.pycache_prefix,
+    )
+
+
+def test_local_workers_read_the_primed_bytecode_from_their_first_import(tmp_path: Path, numba_cache) -> None:
+    seen = {}
+    for primed in (True, False):
+        cfg = make_config("extract", [f"output.dir={tmp_path}", "cluster.n_workers=1",
+                                      f"cluster.prime_worker_caches={str(primed).lower()}"])  # fmt: skip
+        with connect(cfg) as client:
+            seen[primed] = next(iter(client.run(_worker_caches).values()))
+    folder = jitcache.primed_folder(numba_cache)
+    bytecode = str(jitcache.bytecode_folder(folder))
+    assert seen[True] == (str(folder), bytecode, bytecode)  # set at the worker's start, not later
+    assert seen[False] == ("", None, None)
 
 
 @pytest.mark.parametrize(

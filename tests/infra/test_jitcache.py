@@ -135,3 +135,36 @@ def test_a_worker_whose_copy_fails_still_gets_a_cache_of_its_own(tmp_path: Path)
     folder = Path(done.stdout.strip())
     assert folder != inherited and not folder.is_relative_to(blocked)
     assert "cache of its own" in done.stderr
+
+
+def _loaded_from_bytecode(stderr: str, prefix: Path) -> set[str]:
+    """Modules that `python -v` says it loaded from a .pyc under `prefix` (not compiled from source)."""
+    found = set()
+    for line in stderr.splitlines():
+        if line.startswith("# code object from ") and str(prefix) in line:
+            found.add(Path(line.split("'")[1]).name.split(".")[0])
+    return found
+
+
+def test_a_primed_folder_holds_the_bytecode_that_a_new_worker_reads(numba_cache: Path) -> None:
+    """Workers in an environment without bytecode (uv's default install; PYTHONDONTWRITEBYTECODE=1)
+    read the primed .pyc files instead of compiling librosa's and the package's source."""
+    primed = jitcache.prime(numba_cache)
+    bytecode = jitcache.bytecode_folder(primed)
+    imports = "import librosa.filters, scipy.signal, genre_hpc.flow.features, distributed"
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("PYTHONPYCACHEPREFIX", None)
+    # a SLURM job's prologue exports the prefix: every import of the process reads it
+    by_variable = subprocess.run([sys.executable, "-v", "-c", imports], capture_output=True, text=True,
+                                 env={**env, "PYTHONPYCACHEPREFIX": str(bytecode)}, check=True)  # fmt: skip
+    assert {"filters", "_signaltools", "features", "worker"} <= _loaded_from_bytecode(
+        by_variable.stderr, bytecode
+    )
+    # a process that only calls jitcache.use (a SLURMRunner rank) reads it for the imports after it
+    use = f"from genre_hpc.infra import jitcache; jitcache.use({str(primed)!r}); {imports}"
+    by_use = subprocess.run(
+        [sys.executable, "-v", "-c", use], capture_output=True, text=True, env=env, check=True
+    )
+    assert {"filters", "features"} <= _loaded_from_bytecode(by_use.stderr, bytecode)
+    # and the copy a process makes of the primed folder leaves the bytecode where it is
+    assert not any(p.name == jitcache.BYTECODE for p in Path(numba_cache, "proc").rglob("*"))

@@ -128,7 +128,14 @@ def _prologue(spec: DictConfig, python: str) -> list[str]:
         lines.append(f"source {activate}")
     # numba's cache, primed by the driver on the shared filesystem; each worker copies it to
     # node-local scratch (jitcache.dask_setup), so a new node loads compiled code instead of compiling
-    lines.append(f'export {jitcache.PRIMED_ENV}="{jitcache.primed_folder(spec.numba_cache_dir)}"')
+    primed = jitcache.primed_folder(spec.numba_cache_dir)
+    if spec.get("prime_worker_caches", True):
+        lines.append(f'export {jitcache.PRIMED_ENV}="{primed}"')
+        # and Python's bytecode of every module a worker imports, read from the job's first import on
+        bytecode = jitcache.bytecode_folder(primed)
+        lines.append(f'export PYTHONPYCACHEPREFIX="${{PYTHONPYCACHEPREFIX:-{bytecode}}}"')
+    else:
+        lines.append(f'export {jitcache.PRIMED_ENV}=""')
     lines.append(f'export {jitcache.SCRATCH_ENV}="{spec.jit_scratch}"')
     lines += [f"export {name}={value}" for name, value in SLURM_WORKER_ENV.items()]
     return lines + [str(line) for line in spec.job_script_prologue]

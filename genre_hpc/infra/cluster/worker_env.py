@@ -24,6 +24,22 @@ PRELOAD = jitcache.__name__
 def prime_jit_cache(spec: DictConfig) -> None:
     """Compile librosa's and our numba code once, before any worker starts (jitcache says why).
 
-    LocalCluster workers inherit the primed folder through the environment, SLURM worker jobs get
-    it from their prologue; SLURMRunner ranks are CLI processes that already took their copy."""
-    os.environ[jitcache.PRIMED_ENV] = str(jitcache.prime(spec.numba_cache_dir))
+    LocalCluster workers inherit the primed folder, and its bytecode as PYTHONPYCACHEPREFIX (read
+    from their first import on), through the environment; SLURM worker jobs get both from their
+    prologue; SLURMRunner ranks are CLI processes that already took their copy. With
+    cluster.prime_worker_caches=false, local workers get neither and compile for themselves."""
+    global _prefix_set
+    primed = jitcache.prime(spec.numba_cache_dir)
+    ours = os.environ.get(BYTECODE_ENV) == _prefix_set  # not a prefix the user set
+    if spec.get("prime_worker_caches", True):
+        os.environ[jitcache.PRIMED_ENV] = str(primed)
+        if ours or BYTECODE_ENV not in os.environ:
+            _prefix_set = os.environ[BYTECODE_ENV] = str(jitcache.bytecode_folder(primed))
+    else:
+        os.environ[jitcache.PRIMED_ENV] = ""
+        if ours:
+            os.environ.pop(BYTECODE_ENV, None)
+
+
+BYTECODE_ENV = "PYTHONPYCACHEPREFIX"
+_prefix_set: str | None = None  # the prefix this process exported, if it did
