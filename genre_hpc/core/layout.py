@@ -129,6 +129,11 @@ class BenchFiles:
         return self.folder / "tuning.csv"
 
     @property
+    def new_worker(self) -> Path:
+        """First result of a new worker on the configured cluster, nothing vs caches primed."""
+        return self.folder / "new_worker.csv"
+
+    @property
     def record(self) -> Path:
         return self.folder / "bench.json"
 

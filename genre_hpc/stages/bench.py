@@ -25,7 +25,7 @@ from genre_hpc.core.errors import ConfigError
 from genre_hpc.core.layout import BenchFiles, OutputLayout
 from genre_hpc.flow import corpus, demo, plots
 from genre_hpc.flow.parity import parity_summary, parity_table
-from genre_hpc.infra import benchmark, config, manifest, scaleprobe, trainbench
+from genre_hpc.infra import benchmark, config, manifest, newworker, scaleprobe, trainbench
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,11 @@ def run(cfg: DictConfig, client: Any, out: OutputLayout) -> dict[str, Any]:
     log.info("bench: machine: %s", record["machine"]["summary"])
     if spec.extraction:
         _extraction(cfg, files, record)
+    if spec.new_worker:
+        table = newworker.probe(cfg, bench_corpus(cfg, 1)[0])
+        write_csv(files.new_worker, table)
+        _log_table(f"a new worker's first result (cluster={cfg.cluster.kind})", table)
+        record["new_worker"] = table.to_dict(orient="records")
     if spec.training_rows:
         training = trainbench.time_training(cfg)
         write_csv(files.training, training)

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from genre_hpc.flow.schema import feature_names
+from genre_hpc.infra import jitcache, newworker
 from genre_hpc.infra.benchmark import SCHEDULERS
 from genre_hpc.infra.mpbench import VARIANTS
 from genre_hpc.infra.trainbench import ROWS_PER_TRACK, TRAINING_METHODS, feature_rows
@@ -85,6 +86,32 @@ def test_memory_probe_extracts_the_long_file_whole(bench_run):
     short, long = record["memory_vs_length"]
     assert long["segments"] == 3 * short["segments"]  # the 6-s clip three times over (0.3 min)
     assert long["peak_rss_mb"] > 0 and short["peak_rss_mb"] > 0
+
+
+@pytest.mark.slow
+def test_new_worker_probe_starts_one_worker_with_nothing_primed_and_one_with_both_caches(
+    tmp_path, numba_cache
+):
+    cfg = make_config(
+        "bench",
+        [f"output.dir={tmp_path}", "bench.extraction=false", "bench.new_worker=true", "bench.clips=1",
+         "bench.seconds=6.0"],
+    )  # fmt: skip
+    run_stage(bench, cfg)
+    table = pd.read_csv(layout(cfg).bench.new_worker, keep_default_na=False)
+    assert list(table.worker) == [label for label, _ in newworker.VARIANTS]
+    cold, primed = table.to_dict("records")
+    folder = jitcache.primed_folder(numba_cache)
+    # the cold worker compiled into an empty cache of its own and read no primed bytecode
+    assert not cold["numba_cache"].startswith(str(numba_cache)) and cold["bytecode_prefix"] == ""
+    assert primed["numba_cache"].startswith(str(numba_cache / "proc"))
+    assert primed["bytecode_prefix"] == str(jitcache.bytecode_folder(folder))
+    for row in (cold, primed):  # the clocks agree: the worker's start precedes its connection
+        assert (
+            row["process_to_result_s"]
+            >= row["connected_to_result_s"]
+            >= row["warm_up_s"] + row["first_track_s"] - 0.02
+        )
 
 
 @pytest.mark.slow
