@@ -5,6 +5,12 @@ Parts are named after the tracks they hold and written atomically, so a batch th
 either whole or absent. A rerun asks which tracks are already in the dataset or in the error
 table and only extracts the rest. Every part records the feature-set version and settings it
 was made with: reading checks the version, appending checks the settings and the corpus.
+
+Batches make small parts (one per batch and genre; on FMA, whose ids interleave genres, a few
+tracks each), so after extract the small parts of a genre are merged into parts of at least
+`extract.part_rows` rows. A merged part lists the parts it replaces in its own metadata and is
+published before they are deleted; every reader first deletes any part so listed (`settle`), so
+a merge killed between the two steps neither loses rows nor shows them twice.
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ from genre_hpc.flow.schema import (
     error_schema,
     feature_names,
 )
+
+MERGED_PREFIX = "merged-"
+_SOURCES_KEY = b"genre_hpc_merged_from"  # a merged part's metadata: the names of the parts it replaces
 
 
 def batch_id(track_ids: Iterable[str]) -> str:
@@ -101,6 +110,7 @@ class FeatureStore:
     def finished_tracks(self) -> set[str]:
         """Tracks with rows in the dataset, or recorded as errors by an earlier run."""
         done: set[str] = set()
+        self.settle()
         if self.exists():
             table = self._arrow().to_table(columns=["track_id"])
             done.update(pc.unique(table["track_id"]).to_pylist())
@@ -178,19 +188,93 @@ class FeatureStore:
 
     def load(self) -> dd.DataFrame:
         """The dataset as a Dask DataFrame; `label` (the hive partition) as plain strings."""
+        self.settle()
         frame = dd.read_parquet(str(self.path), engine="pyarrow", dataset={"partitioning": "hive"})
         # no index to sort on: unknown divisions keep dask from aligning partitions by value
         return frame.assign(label=frame.label.astype(str)).clear_divisions()
 
     def read(self, columns: list[str]) -> pd.DataFrame:
         """Some columns of every row, in memory (the report's figures)."""
+        self.settle()
         return pd.read_parquet(self.path, columns=columns)
 
     def row_count(self) -> int:
+        self.settle()
         return self._arrow().count_rows() if self.path.exists() else 0
 
     def part_count(self) -> int:
+        self.settle()
         return len(list(self.path.rglob("*.parquet"))) if self.path.exists() else 0
+
+    # --- merging small parts (after extract) -----------------------------------------------
+
+    def merge_plan(self, part_rows: int) -> list[list[str]]:
+        """Groups of one genre's parts (paths relative to the dataset) to merge so that every part of
+        a genre holds at least `part_rows` rows; a genre with fewer rows in all ends as one part.
+
+        Parts already that large stay as they are, unless a genre's small parts cannot reach
+        `part_rows` together: then they join its smallest large part."""
+        self.settle()
+        plan: list[list[str]] = []
+        folders = sorted(p for p in self.path.iterdir() if p.is_dir()) if self.path.exists() else []
+        for folder in folders:
+            sized = [(pq.read_metadata(p).num_rows, p.name) for p in sorted(folder.glob("*.parquet"))]
+            small = [(rows, name) for rows, name in sized if rows < part_rows]
+            large = sorted((rows, name) for rows, name in sized if rows >= part_rows)
+            groups: list[list[str]] = []
+            group: list[str] = []
+            total = 0
+            for rows, name in small:
+                group.append(name)
+                total += rows
+                if total >= part_rows:
+                    groups.append(group)
+                    group, total = [], 0
+            if group:  # the remainder, short of part_rows
+                if groups:
+                    groups[-1] += group
+                elif large:
+                    groups.append([large[0][1], *group])
+                else:
+                    groups.append(group)
+            plan += [[f"{folder.name}/{name}" for name in g] for g in groups if len(g) > 1]
+        return plan
+
+    def merge_parts(self, parts: list[str]) -> int:
+        """Replace one genre's `parts` (a group of `merge_plan`) by one part; return its rows.
+
+        Runs on a worker. Safe to run twice and to be killed anywhere: the merged part is named
+        after its sources, published whole, and lists them, so `settle` finishes a killed merge."""
+        folders = {Path(p).parent.name for p in parts}
+        if len(folders) != 1:
+            raise DatasetError(f"a merge takes one genre's parts, not {sorted(folders)}")
+        folder = self.path / folders.pop()
+        names = sorted(Path(p).name for p in parts)
+        target = folder / f"{MERGED_PREFIX}{batch_id(names)}.parquet"
+        if not target.exists():
+            tables = [pq.ParquetFile(folder / name).read() for name in names]
+            table = pa.concat_tables(tables)
+            metadata = {**(tables[0].schema.metadata or {}), _SOURCES_KEY: json.dumps(names).encode()}
+            write_parquet(target, table.replace_schema_metadata(metadata))
+        self._remove_sources(target)
+        return pq.read_metadata(target).num_rows
+
+    def settle(self) -> None:
+        """Delete every part that a merged part replaces (left by a merge killed before its clean-up)."""
+        if self.path.exists():
+            for merged in self.path.glob(f"*/{MERGED_PREFIX}*.parquet"):
+                self._remove_sources(merged)
+
+    def _remove_sources(self, merged: Path) -> None:
+        metadata = pq.read_schema(merged).metadata or {}
+        for name in json.loads(metadata.get(_SOURCES_KEY, b"[]")):
+            try:
+                (merged.parent / name).unlink(missing_ok=True)
+            except OSError as exc:
+                raise DatasetError(
+                    f"{merged} replaces {name}, which cannot be deleted ({exc}): delete it, or run "
+                    "`genre-hpc extract` with the same output.dir as the dataset's owner"
+                ) from None
 
     def _arrow(self) -> ds.Dataset:
         return ds.dataset(self.path, format="parquet", partitioning="hive")

@@ -63,6 +63,7 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
         for batch in batches
     ]
     summaries = _collect(futures, n_tracks=len(todo))
+    merged = merge_small_parts(client, store, int(cfg.extract.part_rows))
     error_count = store.merge_errors()
     duplicates = validation.summarize(validation.merge_hashes(out, store.content_hashes()))
     validation.log_duplicates(log, duplicates)
@@ -81,6 +82,7 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
         "batch_size": batch_size,
         "rows_written": rows,
         "rows_total": store.row_count(),
+        "parts_merged": merged,
         "parts_total": store.part_count(),
         "errors_total": error_count,
         "audio_seconds": audio_seconds,
@@ -129,6 +131,25 @@ def process_batch(
         "audio_seconds": result.audio_seconds,
         "seconds": time.perf_counter() - started,
     }
+
+
+def merge_small_parts(client: Client, store: FeatureStore, part_rows: int) -> int:
+    """Merge each genre's small parts into parts of at least `part_rows` rows, one Dask task per new
+    part; return how many parts were merged away. Also finishes the merges of a killed run."""
+    started = time.perf_counter()
+    plan = store.merge_plan(part_rows)
+    if not plan:
+        return 0
+    futures = [
+        client.submit(store.merge_parts, group, key=f"merge-{batch_id(group)}", retries=1) for group in plan
+    ]
+    client.gather(futures)
+    sources = sum(len(group) for group in plan)
+    log.info(
+        "extract: merged %d small parts into %d of at least %d rows (or a genre's all) in %.1f s",
+        sources, len(plan), part_rows, time.perf_counter() - started,
+    )  # fmt: skip
+    return sources - len(plan)
 
 
 def _collect(futures: list, *, n_tracks: int) -> list[dict[str, Any]]:

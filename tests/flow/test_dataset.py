@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
@@ -46,3 +47,80 @@ def test_a_dataset_of_another_feature_version_is_refused(store):
         pq.write_table(table.replace_schema_metadata({b"genre_hpc": json.dumps(info).encode()}), part)
     with pytest.raises(DatasetError, match="feature-set version '0'"):
         store.info()
+
+
+@pytest.fixture
+def one_part_per_track(tmp_path, small_corpus):
+    """The small corpus written one track per batch: 5 parts of 2 rows in each of 10 genres."""
+    params = FeatureParams()
+    store = FeatureStore(OutputLayout(tmp_path))
+    for path in sorted(small_corpus.glob("*/*.wav")):
+        batch = [(f"{path.parent.name}/{path.name}", str(path), path.parent.name, 0)]
+        result = batch_features(batch, params=params, block_segments=10, stage="extract")
+        store.write_batch(batch_id([batch[0][0]]), result.frame, result.errors, params=params,
+                          corpus_root=str(small_corpus))  # fmt: skip
+    return store
+
+
+def _rows_by_genre(store):
+    return {
+        folder.name: sorted(pq.read_metadata(p).num_rows for p in folder.glob("*.parquet"))
+        for folder in sorted(store.path.iterdir())
+    }
+
+
+def _sorted(frame):
+    return frame.sort_values(["track_id", "segment"]).reset_index(drop=True)
+
+
+def test_small_parts_are_merged_per_genre_until_each_holds_part_rows(one_part_per_track):
+    store = one_part_per_track
+    before = _sorted(store.load().compute())
+    assert set(map(tuple, _rows_by_genre(store).values())) == {(2, 2, 2, 2, 2)}
+    plan = store.merge_plan(part_rows=4)
+    assert all(len({name.split("/")[0] for name in group}) == 1 for group in plan)  # one genre each
+    for group in plan:
+        store.merge_parts(group)
+    # per genre: 2 + 2, then 2 + 2 with the fifth part that could not make 4 alone
+    assert set(map(tuple, _rows_by_genre(store).values())) == {(4, 6)}
+    pd.testing.assert_frame_equal(_sorted(store.load().compute()), before)
+    assert store.merge_plan(part_rows=4) == []  # nothing left to merge
+    # a genre's rows short of part_rows in all end as one part
+    for group in store.merge_plan(part_rows=1000):
+        store.merge_parts(group)
+    assert set(map(tuple, _rows_by_genre(store).values())) == {(10,)}
+    pd.testing.assert_frame_equal(_sorted(store.load().compute()), before)
+    assert store.finished_tracks() == set(before.track_id)
+
+
+def test_a_new_small_part_joins_the_smallest_large_one(one_part_per_track, small_corpus):
+    store = one_part_per_track
+    for group in store.merge_plan(part_rows=4):
+        store.merge_parts(group)
+    path = small_corpus / "jazz" / "jazz.00000.wav"
+    batch = [("jazz/again.wav", str(path), "jazz", 0)]  # a rerun that finds one more track
+    result = batch_features(batch, params=FeatureParams(), block_segments=10, stage="extract")
+    store.write_batch(batch_id(["jazz/again.wav"]), result.frame, [], params=FeatureParams(),
+                      corpus_root=str(small_corpus))  # fmt: skip
+    (group,) = store.merge_plan(part_rows=4)
+    store.merge_parts(group)
+    assert _rows_by_genre(store)["label=jazz"] == [6, 6]  # the 4-row part took the 2 new rows
+
+
+def test_a_merge_killed_before_its_clean_up_neither_loses_nor_doubles_rows(one_part_per_track):
+    store = one_part_per_track
+    before = _sorted(store.load().compute())
+    group = store.merge_plan(part_rows=4)[0]
+    saved = {name: (store.path / name).read_bytes() for name in group}
+    store.merge_parts(group)
+    for name, data in saved.items():  # the sources back, as a kill between publish and delete leaves them
+        (store.path / name).write_bytes(data)
+    # whoever reads next deletes what the merged part replaces
+    assert store.row_count() == len(before)
+    assert not any((store.path / name).exists() for name in group)
+    pd.testing.assert_frame_equal(_sorted(store.load().compute()), before)
+    # and the merge's retry (Dask retries a task whose worker died) finds its part published
+    for name, data in saved.items():
+        (store.path / name).write_bytes(data)
+    assert store.merge_parts(group) == 4
+    pd.testing.assert_frame_equal(_sorted(store.load().compute()), before)

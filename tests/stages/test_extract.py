@@ -40,12 +40,26 @@ def test_dataset_is_hive_partitioned_and_readable_by_every_reader(extracted, sma
     assert record["rows_total"] == 100 and record["tracks_processed"] == 50
 
 
-def test_parts_hold_batches_not_single_files(extracted):
+def test_batches_parts_are_merged_into_one_per_genre_below_part_rows(extracted):
     out, record = extracted
     parts = list((out / "features").rglob("*.parquet"))
-    assert len(parts) == record["parts_total"]
-    assert len(parts) < 50  # fewer parts than tracks
-    assert max(pq.read_metadata(p).num_rows for p in parts) >= 4
+    assert len(parts) == record["parts_total"] == 10  # 10 rows a genre, far below extract.part_rows
+    assert record["parts_merged"] > 0  # a batch of 7 tracks spans two genres: 2 parts, merged
+    assert {pq.read_metadata(p).num_rows for p in parts} == {10}
+
+
+def test_with_a_small_part_rows_every_part_holds_at_least_that_many(tmp_path, small_corpus, client):
+    out = tmp_path / "out"
+    record = run_stage(
+        extract, _cfg(out, small_corpus, "extract.batch_size=1", "extract.part_rows=4"), client
+    )
+    assert record["batches"] == 50 and record["parts_merged"] > 0
+    by_genre = {}
+    for part in (out / "features").rglob("*.parquet"):
+        by_genre.setdefault(part.parent.name, []).append(pq.read_metadata(part).num_rows)
+    assert len(by_genre) == 10 and all(min(rows) >= 4 and sum(rows) == 10 for rows in by_genre.values())
+    frame = pd.read_parquet(out / "features")
+    assert len(frame) == 100 and not frame.duplicated(["track_id", "segment"]).any()
 
 
 def test_rows_follow_the_schema(extracted, small_corpus):
