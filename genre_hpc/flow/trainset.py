@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import dask.dataframe as dd
@@ -18,6 +19,8 @@ from genre_hpc.flow.dataset import FeatureStore
 from genre_hpc.flow.schema import feature_names
 from genre_hpc.flow.split import Split, connected_groups, make_split
 
+log = logging.getLogger(__name__)
+
 
 class TrainingData:
     """The dataset, its feature columns, classes and the track split that train, tune and compare share."""
@@ -28,14 +31,33 @@ class TrainingData:
         self.feature_params: dict[str, Any] = info["feature_params"]
         self.names = feature_names(n_mfcc=self.feature_params["n_mfcc"])
         self.frame = store.load()
+        metadata = corpus.read_tracks(out)
         self.tracks = track_table(
             self.frame,
             hashes=_hashes(store, out),
-            metadata=corpus.read_tracks(out),
+            metadata=metadata,
             group_by=OmegaConf.select(split_spec, "group_by", default=None),
         )
+        if metadata is not None and len(metadata):
+            self._keep_corpus_tracks(set(metadata.track_id))
         self.split: Split = make_split(self.tracks, split_spec)
         self.classes: list[str] = sorted(self.tracks.label.unique())
+
+    def _keep_corpus_tracks(self, listed: set[str]) -> None:
+        """Only tracks of the corpus that the last validate or extract read: a dataset extracted for
+        data.subset=medium then read for small, or files since deleted, keeps rows it must not use."""
+        stale = ~self.tracks.track_id.isin(listed)
+        if not stale.any():
+            return
+        log.info(
+            "training data: %d of %d extracted tracks are not in the corpus the last validate or extract "
+            "read (another data.subset, or files gone) and are left out", stale.sum(), len(stale),
+        )  # fmt: skip
+        keep = set(self.tracks.track_id[~stale])
+        self.frame = self.frame.map_partitions(
+            lambda part: part[part.track_id.isin(keep)], meta=self.frame._meta
+        )
+        self.tracks = self.tracks[~stale].reset_index(drop=True)
 
     def side(self, which: str) -> dd.DataFrame:
         """The segments of the train or test tracks, persisted, without empty partitions."""

@@ -2,6 +2,7 @@
 and splits and folds that keep every artist on one side (split.group_by=artist)."""
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -61,6 +62,18 @@ def test_tracks_skips_and_errors_are_recorded(extracted, corpus):
     # the content hashes come from extract's decode, one per extracted track
     table = pd.read_parquet(out / "validation.parquet")
     assert table.set_index("track_id").content_hash.notna().sum() == 30
+
+
+def test_training_reads_only_the_subset_that_the_last_run_read(extracted, corpus, tmp_path, client):
+    out, _ = extracted
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    run_stage(validate, _cfg("validate", copy, corpus, "data.subset=small"), client)  # medium before
+    split = make_config("train", [f"output.dir={copy}"]).split
+    data = TrainingData(layout(make_config("train", [f"output.dir={copy}"])), split)
+    assert set(data.tracks.subset) == {"small"}
+    assert set(data.frame.track_id.unique().compute()) == set(data.tracks.track_id)
+    assert 0 < len(data.tracks) < pd.read_parquet(copy / "features").track_id.nunique()
 
 
 def test_split_fma_uses_the_official_sides(extracted, corpus):
