@@ -491,8 +491,9 @@ def generate_fma(
     root = Path(root)
     audio, tracks_csv = root / "audio", root / "fma_metadata" / "tracks.csv"
     rows = []  # (track id, genre_top, artist id, split, subset, recipe)
-    for g, genre in enumerate(list(FMA_GENRES)[:genres]):
-        for a in range(artists_per_genre):
+    # ids interleave genres, as FMA's do (so a batch of consecutive ids spans several genres)
+    for a in range(artists_per_genre):
+        for g, genre in enumerate(list(FMA_GENRES)[:genres]):
             artist = 1 + g * artists_per_genre + a
             for k in range(tracks_per_artist):
                 side = FMA_SIDES[a % len(FMA_SIDES)]

@@ -77,6 +77,7 @@ def probe(cfg: DictConfig, n: int, folder: Path) -> dict[str, Any]:
             1000 * (validate["driver_cpu_seconds"] + extract["driver_cpu_seconds"]) / n_tracks, 3
         ),
         "tasks": int(validate.get("batches", 0)) + int(extract["batches"]),
+        "parts_merged": int(extract.get("parts_merged", 0)),
         "parts": len(parts),
         "median_part_rows": statistics.median(rows) if rows else 0,
         "min_part_rows": min(rows) if rows else 0,
