@@ -476,13 +476,17 @@ def generate_fma(
     seconds: float = 6.0,
     sample_rate: int = 22050,
     seed: int = 0,
+    distinct: int | None = None,
 ) -> FmaCorpus:
     """An FMA-shaped corpus under `root`: MP3 clips as audio/<id[:3]>/<id:06d>.mp3 and
     fma_metadata/tracks.csv with FMA's three-row header; existing clips are kept.
 
     Track k of an artist is in subset small, medium, large (k mod 3), so the subsets nest as
     FMA's do; each artist's tracks share a split side. Three more tracks carry FMA's faults:
-    one without genre_top, one whose file is missing, one whose file holds no audio.
+    one without genre_top, one whose file is missing, one whose file holds no audio. With
+    `distinct`, only that many clips per genre are synthesised and encoded (MP3 encoding is
+    most of a short clip's cost); later tracks of the genre reuse their bytes in turn, so a
+    scale probe of 10^5 tracks builds in minutes (its tracks then share audio in groups).
     """
     from genre_hpc.flow.metadata import FMA_COLUMNS, FMA_SUBSETS, fma_path
 
@@ -490,7 +494,7 @@ def generate_fma(
         raise ValueError(f"genres must be 1..{len(FMA_GENRES)}, not {genres}")
     root = Path(root)
     audio, tracks_csv = root / "audio", root / "fma_metadata" / "tracks.csv"
-    rows = []  # (track id, genre_top, artist id, split, subset, recipe)
+    rows = []  # (genre_top, artist id, split, subset, recipe)
     # ids interleave genres, as FMA's do (so a batch of consecutive ids spans several genres)
     for a in range(artists_per_genre):
         for g, genre in enumerate(list(FMA_GENRES)[:genres]):
@@ -500,29 +504,36 @@ def generate_fma(
                 rows.append((genre, artist, side, FMA_SUBSETS[k % 3], FMA_GENRES[genre]))
     faults = [(None, 9000, "training", "small", "rock"), ("Rock", 9001, "training", "medium", None),
               ("Rock", 9002, "training", "small", "")]  # fmt: skip
-    ids = [2 + 137 * n for n in range(len(rows) + len(faults))]
+    rows += faults
+    ids = [2 + 137 * n for n in range(len(rows))]
+    genre_top, artists, sides, subsets, recipes = zip(*rows, strict=True)
     table = pd.DataFrame(index=pd.Index(ids, name="track_id"), columns=pd.MultiIndex.from_tuples(FMA_COLUMNS))
-    for track_id, (genre, artist, side, subset, recipe) in zip(ids, rows + faults, strict=True):
-        table.loc[
-            track_id, [("track", "genre_top"), ("artist", "id"), ("set", "split"), ("set", "subset")]
-        ] = [genre, artist, side, subset]
-        table.loc[track_id, [("album", "id"), ("artist", "name"), ("track", "duration")]] = [
-            artist * 10,
-            f"Artist {artist}",
-            int(seconds),
-        ]
+    table[("track", "genre_top")] = list(genre_top)
+    table[("artist", "id")] = list(artists)
+    table[("set", "split")] = list(sides)
+    table[("set", "subset")] = list(subsets)
+    table[("album", "id")] = [artist * 10 for artist in artists]
+    table[("artist", "name")] = [f"Artist {artist}" for artist in artists]
+    table[("track", "duration")] = int(seconds)
+    made: dict[str, list[bytes]] = {}  # recipe -> encoded clips, when `distinct` caps them
+    for track_id, recipe in zip(ids, recipes, strict=True):
         path = audio / fma_path(track_id)
         if recipe is None or path.exists():
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
-            if recipe:
+            pool = made.setdefault(recipe, [])
+            if not recipe:  # an ID3 tag and nothing after it
+                tmp.write_bytes(b"ID3\x03\x00\x00\x00\x00\x00\x00")
+            elif distinct and len(pool) >= distinct:
+                tmp.write_bytes(pool[track_id % len(pool)])
+            else:
                 rng = np.random.default_rng([seed, track_id])
                 clip = synthesize(recipe, rng, seconds=seconds, sample_rate=sample_rate)
                 sf.write(tmp, clip, sample_rate, format="MP3")
-            else:  # an ID3 tag and nothing after it
-                tmp.write_bytes(b"ID3\x03\x00\x00\x00\x00\x00\x00")
+                if distinct:
+                    pool.append(tmp.read_bytes())
     tracks_csv.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(tracks_csv) as tmp:
         table.to_csv(tmp)
-    return FmaCorpus(audio, tracks_csv, *ids[len(rows) :])
+    return FmaCorpus(audio, tracks_csv, *ids[-len(faults) :])

@@ -28,12 +28,15 @@ log = logging.getLogger(__name__)
 GENRES, PER_ARTIST = 4, 3
 
 
-def build(root: Path, n: int, *, seconds: float, sample_rate: int, seed: int) -> demo.FmaCorpus:
-    """The corpus of at least `n` tracks under root/n<n>/ (kept: a second probe reuses it)."""
+def build(
+    root: Path, n: int, *, seconds: float, sample_rate: int, seed: int, distinct: int | None = None
+) -> demo.FmaCorpus:
+    """The corpus of at least `n` tracks under root/n<n>/ (kept: a second probe reuses it); with
+    `distinct`, at most that many distinct clips per genre (demo.generate_fma)."""
     artists = math.ceil(n / (GENRES * PER_ARTIST))
     return demo.generate_fma(
         root / f"n{n}", genres=GENRES, artists_per_genre=artists, tracks_per_artist=PER_ARTIST,
-        seconds=seconds, sample_rate=sample_rate, seed=seed,
+        seconds=seconds, sample_rate=sample_rate, seed=seed, distinct=distinct,
     )  # fmt: skip
 
 
@@ -42,7 +45,8 @@ def probe(cfg: DictConfig, n: int, folder: Path) -> dict[str, Any]:
     spec = cfg.bench
     log.info("bench: scale probe, building (or reusing) a corpus of %d tracks", n)
     made = build(Path(str(spec.scale_root)).expanduser(), n, seconds=float(spec.scale_seconds),
-                 sample_rate=cfg.features.sample_rate, seed=cfg.data.demo.seed)  # fmt: skip
+                 sample_rate=cfg.features.sample_rate, seed=cfg.data.demo.seed,
+                 distinct=spec.get("scale_distinct"))  # fmt: skip
     data = {"kind": "fma", "root": str(made.audio), "tracks": str(made.tracks), "subset": "large"}
     started = time.perf_counter()
     tracks = corpus.load(OmegaConf.create({"data": data})).tracks

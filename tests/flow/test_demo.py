@@ -1,6 +1,7 @@
 import hashlib
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 
@@ -90,3 +91,19 @@ def test_the_drums_beat_at_the_songs_tempo(genre):
         at_beat = max(ac[max(0, lg - 1) : lg + 2].max() for lg in lag)
         others = ac[round(0.2 * 22050 / hop) : round(3 * 22050 / hop)]
         assert at_beat > 0.6 * others.max() and at_beat > 4 * np.median(np.abs(others)), (genre, i)
+
+
+def test_the_fma_generator_can_cap_the_distinct_clips_of_a_genre(tmp_path):
+    from genre_hpc.flow.metadata import fma_path
+
+    made = demo.generate_fma(tmp_path, genres=2, artists_per_genre=3, tracks_per_artist=2, seconds=1.0,
+                             distinct=2)  # fmt: skip
+    table = pd.read_csv(made.tracks, index_col=0, header=[0, 1])
+    clips: dict[str, set[bytes]] = {}
+    for track_id, genre in table[("track", "genre_top")].dropna().items():
+        path = made.audio / fma_path(track_id)
+        if track_id not in (made.missing_file, made.no_audio):
+            clips.setdefault(genre, set()).add(path.read_bytes())
+    assert {genre: len(c) for genre, c in clips.items()} == {"Rock": 2, "Old-Time / Historic": 2}
+    assert (made.audio / fma_path(made.no_audio)).read_bytes().startswith(b"ID3")
+    assert not (made.audio / fma_path(made.missing_file)).exists()
