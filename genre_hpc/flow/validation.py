@@ -100,14 +100,16 @@ def log_duplicates(log: Any, record: dict[str, Any]) -> None:
 def summarize(table: pd.DataFrame) -> dict[str, Any]:
     """Counts for the manifest and the log: undecodable files, duplicate groups, rates, formats."""
     hashed = table.dropna(subset=["content_hash"])
-    groups = hashed.groupby("content_hash").filter(lambda g: len(g) > 1).groupby("content_hash")
-    duplicates = [sorted(g.track_id) for _, g in groups]
+    # vectorised: a Python call per group took seconds at 10^5 tracks
+    copies = hashed[hashed.content_hash.duplicated(keep=False)].sort_values(["content_hash", "track_id"])
+    groups = copies.groupby("content_hash", sort=False)
+    duplicates = [list(ids) for ids in groups.track_id.agg(tuple)]
     return {
         "files": len(table),
         "undecodable": int(table.error.notna().sum()),
         "duplicate_groups": len(duplicates),
-        "duplicate_files": sum(len(g) for g in duplicates),
-        "cross_genre_duplicate_groups": int(sum(g.label.nunique() > 1 for _, g in groups)),
+        "duplicate_files": len(copies),
+        "cross_genre_duplicate_groups": int((groups.label.nunique() > 1).sum()),
         "duplicates": duplicates,
         "sample_rates": {str(k): int(v) for k, v in hashed.sample_rate.value_counts().items()},
         "formats": {str(k): int(v) for k, v in hashed.format.value_counts().items()},
