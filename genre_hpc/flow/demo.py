@@ -505,7 +505,9 @@ def generate_fma(
     faults = [(None, 9000, "training", "small", "rock"), ("Rock", 9001, "training", "medium", None),
               ("Rock", 9002, "training", "small", "")]  # fmt: skip
     rows += faults
-    ids = [2 + 137 * n for n in range(len(rows))]
+    # FMA's ids have 6 digits (<id[:3]>/<id:06d>.mp3): spread them, but no wider than that
+    step = max(1, min(137, 999_000 // len(rows)))
+    ids = [2 + step * n for n in range(len(rows))]
     genre_top, artists, sides, subsets, recipes = zip(*rows, strict=True)
     table = pd.DataFrame(index=pd.Index(ids, name="track_id"), columns=pd.MultiIndex.from_tuples(FMA_COLUMNS))
     table[("track", "genre_top")] = list(genre_top)
@@ -516,7 +518,9 @@ def generate_fma(
     table[("artist", "name")] = [f"Artist {artist}" for artist in artists]
     table[("track", "duration")] = int(seconds)
     made: dict[str, list[bytes]] = {}  # recipe -> encoded clips, when `distinct` caps them
+    seen: dict[str, int] = {}  # recipe -> its tracks so far, so reuse cycles through the whole pool
     for track_id, recipe in zip(ids, recipes, strict=True):
+        seen[recipe] = seen.get(recipe, -1) + 1
         path = audio / fma_path(track_id)
         if recipe is None or path.exists():
             continue
@@ -526,7 +530,7 @@ def generate_fma(
             if not recipe:  # an ID3 tag and nothing after it
                 tmp.write_bytes(b"ID3\x03\x00\x00\x00\x00\x00\x00")
             elif distinct and len(pool) >= distinct:
-                tmp.write_bytes(pool[track_id % len(pool)])
+                tmp.write_bytes(pool[seen[recipe] % len(pool)])
             else:
                 rng = np.random.default_rng([seed, track_id])
                 clip = synthesize(recipe, rng, seconds=seconds, sample_rate=sample_rate)
