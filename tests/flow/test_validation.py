@@ -95,3 +95,16 @@ def test_the_hash_of_the_one_decode_finds_copies_across_names_and_containers(tmp
     summary = validation.summarize(table)
     assert summary["duplicates"] == [["rock/copy.wav", "rock/rock.00000.wav", "rock/same.flac"]]
     assert np.isclose(summary["duplicate_files"], 3)
+
+
+def test_a_summary_names_the_first_groups_of_identical_audio_and_counts_them_all():
+    ids = [f"g/{n:03d}.wav" for n in range(50)]
+    table = validation.with_duplicates(
+        pd.DataFrame({"track_id": ids, "content_hash": [f"h{n // 2:02d}" for n in range(50)]}).reindex(
+            columns=[c for c in validation.COLUMNS if c != "duplicate_of"]
+        )
+    )
+    summary = validation.summarize(table)
+    assert summary["duplicate_groups"] == 25 and summary["duplicate_files"] == 50
+    assert summary["duplicates"] == [ids[n : n + 2] for n in range(0, 2 * validation.LISTED_GROUPS, 2)]
+    assert table.duplicate_of.notna().sum() == 25  # every copy is still in the table
