@@ -188,7 +188,8 @@ class OutputLayout:
 
     @property
     def hash_parts(self) -> Path:
-        """Per-batch content hashes of the decoded audio, written by extract in its one decode."""
+        """Content hashes of the decoded audio, written per batch by extract in its one decode and
+        merged into one part once its batches are done."""
         return self.root / ".hashes"
 
     # --- train, tune, compare --------------------------------------------------------------

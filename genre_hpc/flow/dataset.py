@@ -124,13 +124,26 @@ class FeatureStore:
         write_parquet(self.out.errors, table)
         return table.num_rows
 
-    def content_hashes(self) -> pd.DataFrame:
-        """(track_id, content_hash) of every track extracted: the sha1 of its decoded audio."""
-        parts = sorted(self.out.hash_parts.glob("part-*.parquet"))
+    def content_hashes(self, *, merge: bool = False) -> pd.DataFrame:
+        """(track_id, content_hash) of every track extracted: the sha1 of its decoded audio.
+
+        Batches write one small part each. With `merge` (extract, once its batches are done) the
+        parts read are replaced by one, as small feature parts are (a later part wins a track)."""
+        folder = self.out.hash_parts
+        for merged in folder.glob(f"{MERGED_PREFIX}*.parquet"):
+            self._remove_sources(merged)
+        parts = sorted(folder.glob("*.parquet"))  # "merged-" sorts before the newer "part-"
         if not parts:
             return _HASH_SCHEMA.empty_table().to_pandas()
-        table = pa.concat_tables(pq.read_table(p, schema=_HASH_SCHEMA) for p in parts).to_pandas()
-        return table.drop_duplicates("track_id", keep="last").reset_index(drop=True)
+        table = pa.concat_tables(pq.read_table(p, schema=_HASH_SCHEMA) for p in parts)
+        frame = table.to_pandas().drop_duplicates("track_id", keep="last").reset_index(drop=True)
+        if merge and len(parts) > 1:
+            names = [p.name for p in parts]
+            merged = pa.Table.from_pandas(frame, schema=_HASH_SCHEMA, preserve_index=False)
+            target = folder / f"{MERGED_PREFIX}{batch_id(names)}.parquet"
+            write_parquet(target, merged.replace_schema_metadata({_SOURCES_KEY: json.dumps(names).encode()}))
+            self._remove_sources(target)
+        return frame
 
     def errors(self) -> pd.DataFrame:
         """errors.parquet: one row per file that could not be used (empty before any extract)."""

@@ -65,7 +65,7 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
     summaries = _collect(futures, n_tracks=len(todo))
     merged = merge_small_parts(client, store, int(cfg.extract.part_rows))
     error_count = store.merge_errors()
-    duplicates = validation.summarize(validation.merge_hashes(out, store.content_hashes()))
+    duplicates = validation.summarize(validation.merge_hashes(out, store.content_hashes(merge=True)))
     validation.log_duplicates(log, duplicates)
     seconds = timer.seconds
     rows = sum(s["rows"] for s in summaries)

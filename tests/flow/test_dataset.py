@@ -124,3 +124,24 @@ def test_a_merge_killed_before_its_clean_up_neither_loses_nor_doubles_rows(one_p
         (store.path / name).write_bytes(data)
     assert store.merge_parts(group) == 4
     pd.testing.assert_frame_equal(_sorted(store.load().compute()), before)
+
+
+def test_hash_parts_merge_into_one_and_a_killed_merge_is_finished_by_the_next_read(tmp_path, small_corpus):
+    params = FeatureParams()
+    store = FeatureStore(OutputLayout(tmp_path))
+    for path in sorted(small_corpus.glob("jazz/*.wav")):
+        batch = [(f"jazz/{path.name}", str(path), "jazz", 0)]
+        result = batch_features(batch, params=params, block_segments=10, stage="extract")
+        store.write_batch(batch_id([batch[0][0]]), result.frame, [], params=params,
+                          corpus_root=str(small_corpus), hashes=result.hashes)  # fmt: skip
+    folder = store.out.hash_parts
+    sources = {p.name: p.read_bytes() for p in folder.glob("*.parquet")}
+    before = store.content_hashes()
+    assert len(sources) == len(before) == 5
+    merged = store.content_hashes(merge=True)
+    pd.testing.assert_frame_equal(merged, before)
+    assert [p.name.split("-")[0] for p in folder.glob("*.parquet")] == ["merged"]
+    for name, data in sources.items():  # as a kill between publishing and deleting leaves them
+        (folder / name).write_bytes(data)
+    pd.testing.assert_frame_equal(store.content_hashes(), before)
+    assert len(list(folder.glob("*.parquet"))) == 1

@@ -60,6 +60,9 @@ def test_with_a_small_part_rows_every_part_holds_at_least_that_many(tmp_path, sm
     assert len(by_genre) == 10 and all(min(rows) >= 4 and sum(rows) == 10 for rows in by_genre.values())
     frame = pd.read_parquet(out / "features")
     assert len(frame) == 100 and not frame.duplicated(["track_id", "segment"]).any()
+    # the 50 batches' content-hash parts are one file too, holding every track's hash
+    assert [p.name.split("-")[0] for p in (out / ".hashes").glob("*.parquet")] == ["merged"]
+    assert len(FeatureStore(OutputLayout(out)).content_hashes()) == 50
 
 
 def test_rows_follow_the_schema(extracted, small_corpus):
