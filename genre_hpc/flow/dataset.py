@@ -129,9 +129,8 @@ class FeatureStore:
 
         Batches write one small part each. With `merge` (extract, once its batches are done) the
         parts read are replaced by one, as small feature parts are (a later part wins a track)."""
+        self.settle()
         folder = self.out.hash_parts
-        for merged in folder.glob(f"{MERGED_PREFIX}*.parquet"):
-            self._remove_sources(merged)
         parts = sorted(folder.glob("*.parquet"))  # "merged-" sorts before the newer "part-"
         if not parts:
             return _HASH_SCHEMA.empty_table().to_pandas()
@@ -139,10 +138,8 @@ class FeatureStore:
         frame = table.to_pandas().drop_duplicates("track_id", keep="last").reset_index(drop=True)
         if merge and len(parts) > 1:
             names = [p.name for p in parts]
-            merged = pa.Table.from_pandas(frame, schema=_HASH_SCHEMA, preserve_index=False)
-            target = folder / f"{MERGED_PREFIX}{batch_id(names)}.parquet"
-            write_parquet(target, merged.replace_schema_metadata({_SOURCES_KEY: json.dumps(names).encode()}))
-            self._remove_sources(target)
+            table = pa.Table.from_pandas(frame, schema=_HASH_SCHEMA, preserve_index=False)
+            self._publish_merged(_merged_path(folder, names), names, table)
         return frame
 
     def errors(self) -> pd.DataFrame:
@@ -263,20 +260,30 @@ class FeatureStore:
             raise DatasetError(f"a merge takes one genre's parts, not {sorted(folders)}")
         folder = self.path / folders.pop()
         names = sorted(Path(p).name for p in parts)
-        target = folder / f"{MERGED_PREFIX}{batch_id(names)}.parquet"
-        if not target.exists():
-            tables = [pq.ParquetFile(folder / name).read() for name in names]
-            table = pa.concat_tables(tables)
-            metadata = {**(tables[0].schema.metadata or {}), _SOURCES_KEY: json.dumps(names).encode()}
-            write_parquet(target, table.replace_schema_metadata(metadata))
-        self._remove_sources(target)
+        target = _merged_path(folder, names)
+        if target.exists():  # a retry of a merge that published its part
+            self._remove_sources(target)
+        else:
+            self._publish_merged(
+                target, names, pa.concat_tables(pq.ParquetFile(folder / n).read() for n in names)
+            )
         return pq.read_metadata(target).num_rows
 
     def settle(self) -> None:
-        """Delete every part that a merged part replaces (left by a merge killed before its clean-up)."""
-        if self.path.exists():
-            for merged in self.path.glob(f"*/{MERGED_PREFIX}*.parquet"):
-                self._remove_sources(merged)
+        """Delete every part, of the dataset or of the content hashes, that a merged part replaces
+        (left by a merge killed before its clean-up)."""
+        merged = [
+            *self.path.glob(f"*/{MERGED_PREFIX}*.parquet"),
+            *self.out.hash_parts.glob(f"{MERGED_PREFIX}*.parquet"),
+        ]
+        for part in merged:
+            self._remove_sources(part)
+
+    def _publish_merged(self, target: Path, names: list[str], table: pa.Table) -> None:
+        """Write `table` as `target`, naming the parts `names` it replaces, then delete them."""
+        metadata = {**(table.schema.metadata or {}), _SOURCES_KEY: json.dumps(names).encode()}
+        write_parquet(target, table.replace_schema_metadata(metadata))
+        self._remove_sources(target)
 
     def _remove_sources(self, merged: Path) -> None:
         metadata = pq.read_schema(merged).metadata or {}
@@ -300,6 +307,12 @@ class FeatureStore:
 
 
 _HASH_SCHEMA = pa.schema([pa.field("track_id", pa.string()), pa.field("content_hash", pa.string())])
+
+
+def _merged_path(folder: Path, names: list[str]) -> Path:
+    """The merged part that replaces the parts `names` of `folder`: named after them, so a retry
+    finds it."""
+    return folder / f"{MERGED_PREFIX}{batch_id(names)}.parquet"
 
 
 def _folder(label: str) -> str:
