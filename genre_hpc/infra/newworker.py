@@ -13,6 +13,7 @@ import copy
 import logging
 import os
 import socket
+import sys
 import time
 from typing import Any
 
@@ -63,7 +64,7 @@ def first_result(path: str, block_segments: int, driver: tuple[str, int]) -> dic
     return {
         "host": socket.gethostname(),
         "numba_cache": os.environ.get("NUMBA_CACHE_DIR", ""),
-        "bytecode_prefix": str(__import__("sys").pycache_prefix or ""),
+        "bytecode_prefix": sys.pycache_prefix or "",
         "warm_up_s": round(warmed - started, 2),
         "first_track_s": round(time.perf_counter() - warmed, 2),
         "process_to_result_s": round(done - _started_at(psutil.Process(), driver), 2),

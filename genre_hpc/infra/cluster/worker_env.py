@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from omegaconf import DictConfig
 
@@ -28,13 +29,13 @@ def prime_jit_cache(spec: DictConfig) -> None:
     from their first import on), through the environment; SLURM worker jobs get both from their
     prologue; SLURMRunner ranks are CLI processes that already took their copy. With
     cluster.prime_worker_caches=false, local workers get neither and compile for themselves."""
-    global _prefix_set
     primed = jitcache.prime(spec.numba_cache_dir)
-    ours = os.environ.get(BYTECODE_ENV) == _prefix_set  # not a prefix the user set
+    prefix = os.environ.get(BYTECODE_ENV)
+    ours = prefix is None or _is_primed_bytecode(prefix)  # never replace a prefix the user set
     if spec.get("prime_worker_caches", True):
         os.environ[jitcache.PRIMED_ENV] = str(primed)
-        if ours or BYTECODE_ENV not in os.environ:
-            _prefix_set = os.environ[BYTECODE_ENV] = str(jitcache.bytecode_folder(primed))
+        if ours:
+            os.environ[BYTECODE_ENV] = str(jitcache.bytecode_folder(primed))
     else:
         os.environ[jitcache.PRIMED_ENV] = ""
         if ours:
@@ -42,4 +43,9 @@ def prime_jit_cache(spec: DictConfig) -> None:
 
 
 BYTECODE_ENV = "PYTHONPYCACHEPREFIX"
-_prefix_set: str | None = None  # the prefix this process exported, if it did
+
+
+def _is_primed_bytecode(prefix: str) -> bool:
+    """Whether `prefix` is the bytecode tree of a primed folder (one this function exported)."""
+    path = Path(prefix)
+    return path.name == jitcache.BYTECODE and (path.parent / jitcache.STAMP).exists()
