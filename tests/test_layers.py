@@ -30,7 +30,7 @@ FLOW_ORDER = (
     # dataset
     "dataset",
     # model
-    "split", "trainset", "metrics", "model", "lineup",
+    "split", "trainset", "metrics", "shares", "model", "lineup",
     # report
     "plots", "report",
 )  # fmt: skip

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import dask.dataframe as dd
 import pandas as pd
@@ -207,6 +207,23 @@ class FeatureStore:
         """Some columns of every row, in memory (the report's figures)."""
         self.settle()
         return pd.read_parquet(self.path, columns=columns)
+
+    def parts(self) -> list[tuple[str, int]]:
+        """Every part (its path relative to the dataset) with its rows, in one fixed order: the
+        plan by which workers read their shares (flow/shares.py)."""
+        self.settle()
+        found = sorted(self.path.rglob("*.parquet")) if self.path.exists() else []
+        return [(p.relative_to(self.path).as_posix(), pq.read_metadata(p).num_rows) for p in found]
+
+    def read_parts(self, parts: list[str]) -> pd.DataFrame:
+        """The rows of `parts` (paths from `parts()`), in that order, with `label` from each part's
+        genre folder, as `load` gives them."""
+        frames = []
+        for part in parts:
+            folder = Path(part).parent.name
+            label = unquote(folder.split("=", 1)[1])
+            frames.append(pq.read_table(self.path / part).to_pandas().assign(**{PARTITION_COLUMN: label}))
+        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
     def row_count(self) -> int:
         self.settle()

@@ -41,13 +41,16 @@ def fit_and_predict(
     """
     estimator = MODELS[name](seed) if isinstance(name, str) else clone(name)
     model = make_pipeline(StandardScaler(), estimator)
+    # XGBoost wants the classes it sees numbered 0..n-1: a class absent from the training side
+    # (a genre only the test side has) leaves a gap, so number the present ones afresh
+    present, y_local = np.unique(y_train, return_inverse=True)
     started = time.perf_counter()
-    model.fit(x_train, y_train)
+    model.fit(x_train, y_local)
     fit_seconds = time.perf_counter() - started
     proba = model.predict_proba(x_test)
-    # a class absent from the training side has no column; put one back for every class
+    # the absent classes get a column of zeros: their tracks count as wrong
     full = np.zeros((len(x_test), n_classes))
-    full[:, model.classes_] = proba
+    full[:, present[model.classes_]] = proba
     return full, fit_seconds
 
 

@@ -10,6 +10,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import dask
@@ -22,9 +23,10 @@ from distributed import Client
 from xgboost.dask import DaskXGBClassifier
 
 from genre_hpc.core.atomic import write_bytes, write_json
-from genre_hpc.core.errors import ConfigError, ModelError
+from genre_hpc.core.errors import ConfigError, DatasetError, ModelError
 from genre_hpc.core.layout import ModelFiles
 from genre_hpc.core.versions import versions
+from genre_hpc.flow import shares
 from genre_hpc.flow.metrics import evaluate
 from genre_hpc.flow.params import FeatureParams
 from genre_hpc.flow.schema import FEATURE_VERSION
@@ -47,6 +49,20 @@ class Standardizer:
         return cls(names, mean, std)
 
     @classmethod
+    def combine(cls, moments: list[tuple[int, np.ndarray, np.ndarray]], names: list[str]) -> Standardizer:
+        """The standardisation of rows held in parts, from each part's (count, mean, squared
+        deviations), combined in order (Chan et al.'s pairwise update): the same numbers every run."""
+        n, mean, m2 = 0, np.zeros(len(names)), np.zeros(len(names))
+        for count, part_mean, part_m2 in moments:
+            delta = part_mean - mean
+            total = n + count
+            mean = mean + delta * count / total
+            m2 = m2 + part_m2 + delta**2 * n * count / total
+            n = total
+        std = pd.Series(np.sqrt(m2 / max(n - 1, 1)), index=names)
+        return cls(names, pd.Series(mean, index=names), std.replace(0.0, 1.0))
+
+    @classmethod
     def from_json(cls, info: dict[str, Any]) -> Standardizer:
         names = list(info["feature_names"])
         return cls(names, pd.Series(info["mean"], index=names), pd.Series(info["std"], index=names))
@@ -58,6 +74,10 @@ class Standardizer:
         """The feature columns of `rows`, standardised in float64, as float32."""
         return ((rows[self.names] - self.mean) / self.std).astype("float32")
 
+    def scale_array(self, rows: pd.DataFrame) -> np.ndarray:
+        """`scale` as a C-ordered float32 array."""
+        return np.ascontiguousarray(self.scale(rows).to_numpy())
+
     def dask_array(self, frame: dd.DataFrame) -> da.Array:
         """Every partition scaled, as a float32 Dask array with known chunk sizes."""
         return frame[self.names].map_partitions(self.scale).to_dask_array(lengths=True)
@@ -67,11 +87,12 @@ def fit_and_evaluate(
     client: Client, data: TrainingData, *, params: dict[str, Any], files: ModelFiles | None
 ) -> dict[str, Any]:
     """Fit DaskXGBClassifier on the training tracks, save it (unless `files` is None), score the
-    held-out tracks."""
-    train = data.side("train")
-    scaler = Standardizer.fit(train, data.names)
-    x_train = scaler.dask_array(train)
-    y_train = data.codes(train.label).to_dask_array(lengths=True)
+    held-out tracks.
+
+    The model knows the genres of the training side; a genre only the test side has is named in
+    `labels_absent_from_training`, and its tracks count as wrong (no model can name it)."""
+    known = data.train_classes()
+    x_train, y_train, scaler = training_arrays(client, data, known)
 
     model = DaskXGBClassifier(**params)
     model.client = client
@@ -81,22 +102,69 @@ def fit_and_evaluate(
 
     test = data.side("test")
     x_test = scaler.dask_array(test)
-    proba = model.predict_proba(x_test).compute()
+    proba = expand(model.predict_proba(x_test).compute(), known, data.classes)
     ids = test[["track_id", "label"]].compute()  # same partitions, same order as x_test
     if files is not None:
-        save(files, model.get_booster(), scaler=scaler, data=data)
+        save(files, model.get_booster(), scaler=scaler, data=data, classes=known)
     metrics = evaluate(proba, ids, data.classes)
     metrics.update(
         split=data.split.summary(),
         evaluated_on=f"test side of the {data.split.label()}",
-        model={"name": "xgboost.dask.DaskXGBClassifier", "params": params},
+        model={"name": "xgboost.dask.DaskXGBClassifier", "params": params, "classes": known},
+        labels_absent_from_training=sorted(set(data.classes) - set(known)),
         fit_seconds=fit_seconds,
         train_segments=int(len(x_train)),
     )
     return metrics
 
 
-def save(files: ModelFiles, booster: xgboost.Booster, *, scaler: Standardizer, data: TrainingData) -> None:
+def training_arrays(
+    client: Client, data: TrainingData, classes: list[str]
+) -> tuple[da.Array, da.Array, Standardizer]:
+    """The training side's scaled features and class codes (the order of `classes`), one chunk per
+    worker, each read and kept where xgboost.dask's rank order puts it (flow/shares.py): the same
+    fit on every run. Also the standardisation, fitted on those rows."""
+    parts = data.store.parts()
+    placed = shares.place(client, data.reader("train"), [p for p, _ in parts], [n for _, n in parts])
+    if not placed:
+        raise DatasetError(f"the {data.split.label()} leaves no train rows: check split.*")
+    scaler = Standardizer.combine(shares.gather(client, placed, partial(_moments, data.names)), data.names)
+    codes = {label: i for i, label in enumerate(classes)}
+    x = shares.array(
+        client, placed, scaler.scale_array, tail=(len(data.names),), dtype=np.float32, prefix="train-x"
+    )
+    y = shares.array(client, placed, partial(_codes, codes), dtype=np.int32, prefix="train-y")
+    return x, y, scaler
+
+
+def _moments(names: list[str], rows: pd.DataFrame) -> tuple[int, np.ndarray, np.ndarray]:
+    """Count, mean and sum of squared deviations of each feature of one share (float64)."""
+    values = rows[names].to_numpy(dtype=np.float64)
+    mean = values.mean(axis=0)
+    return len(values), mean, ((values - mean) ** 2).sum(axis=0)
+
+
+def expand(proba: np.ndarray, known: list[str], classes: list[str]) -> np.ndarray:
+    """Probabilities over `known` classes as columns of all `classes` (0 for a class not known)."""
+    if proba.ndim == 1:  # a two-class model may return P(second class) only
+        proba = np.column_stack([1.0 - proba, proba])
+    full = np.zeros((len(proba), len(classes)), dtype=proba.dtype)
+    full[:, [classes.index(c) for c in known]] = proba
+    return full
+
+
+def _codes(codes: dict[str, int], rows: pd.DataFrame) -> np.ndarray:
+    return rows.label.map(codes).to_numpy(dtype=np.int32)
+
+
+def save(
+    files: ModelFiles,
+    booster: xgboost.Booster,
+    *,
+    scaler: Standardizer,
+    data: TrainingData,
+    classes: list[str] | None = None,
+) -> None:
     """The booster in XGBoost's UBJ format, then what prediction needs to use it.
 
     preprocess.json names the hash of the model.ubj it belongs to: a run stopped between the
@@ -110,7 +178,8 @@ def save(files: ModelFiles, booster: xgboost.Booster, *, scaler: Standardizer, d
             "feature_version": FEATURE_VERSION,
             "feature_params": data.feature_params,
             "feature_names": data.names,
-            "classes": data.classes,
+            # the classes the booster's outputs are, in order: the training side's
+            "classes": data.classes if classes is None else classes,
             **scaler.to_json(),
             "split": data.split.summary(),
             "versions": versions(),

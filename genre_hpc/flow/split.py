@@ -9,6 +9,7 @@ makes of the tracks: copies of one recording, and tracks sharing a `split.group_
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -106,37 +107,53 @@ def connected_groups(track_ids: pd.Series, keys: list[pd.Series]) -> pd.Series:
 
 def _grouped(tracks: pd.DataFrame, spec: DictConfig) -> Split:
     n_classes = tracks.label.nunique()
-    groups_per_genre = tracks.groupby("label").track_id.count().min()
-    if n_classes < 2 or groups_per_genre < 2:
-        raise DatasetError(
-            f"{n_classes} genre(s), the smallest with {groups_per_genre} track(s): a classifier needs at "
-            "least 2 genres of at least 2 tracks each in data.root"
-        )
     groups = tracks.get("group", tracks.track_id)
     # split whole groups (a track, every copy of one recording, every track of one group_by
     # value), stratified by each group's first label; then every track follows its group, so no
     # group straddles the two sides
     by_group = tracks.assign(group=groups).groupby("group", sort=True).label.first()
-    smallest = by_group.value_counts().min()
-    n_test = int(round(spec.test_fraction * len(by_group)))
-    if smallest < 2 or n_test < n_classes or len(by_group) - n_test < n_classes:
+    per_label = by_group.value_counts()
+    # a genre of one group cannot be on both sides: it is trained on, and named as untested
+    train_only = sorted(per_label.index[per_label < 2])
+    splittable = by_group[~by_group.isin(train_only)]
+    n_split = n_classes - len(train_only)
+    if n_classes < 2 or n_split < 1:
         raise DatasetError(
-            f"{len(tracks)} tracks in {len(by_group)} groups (the smallest genre has {smallest}) are too "
-            f"few for split.test_fraction={spec.test_fraction}: each side needs a group of every genre"
+            f"{n_classes} genre(s) in {len(by_group)} groups of tracks, none with 2 groups: a classifier "
+            "needs at least 2 genres, and a held-out side at least 2 tracks of one genre, in data.root"
             + (f" (groups join tracks of one split.group_by={_group_by(spec)})" if _group_by(spec) else "")
         )
-    splitter = StratifiedShuffleSplit(n_splits=1, test_size=n_test, random_state=spec.seed)
-    _, test_idx = next(splitter.split(np.zeros(len(by_group)), by_group.to_numpy()))
-    test_groups = set(by_group.index[test_idx])
+    n_test = int(round(spec.test_fraction * len(splittable)))
+    # every splittable genre gets a group on each side, whatever the fraction says
+    n_test = min(max(n_test, n_split), len(splittable) - n_split)
+    if n_test != int(round(spec.test_fraction * len(splittable))):
+        log.warning(
+            "split: %d groups are too few for split.test_fraction=%s to hold out one of each of %d "
+            "genres; holding out %d groups", len(splittable), spec.test_fraction, n_split, n_test,
+        )  # fmt: skip
+    if n_split == 1:  # one genre to split: nothing to stratify
+        test_groups = set(splittable.sample(n=n_test, random_state=spec.seed).index)
+    else:
+        splitter = StratifiedShuffleSplit(n_splits=1, test_size=n_test, random_state=spec.seed)
+        _, test_idx = next(splitter.split(np.zeros(len(splittable)), splittable.to_numpy()))
+        test_groups = set(splittable.index[test_idx])
     is_test = groups.isin(test_groups).to_numpy()
     duplicates = int(groups.duplicated(keep=False).sum())
+    absent = sorted(set(tracks.label) - set(tracks.label[is_test]))
+    if absent:
+        log.warning(
+            "split: the test side has no track of %s (fewer than 2 groups%s): trained on, not tested",
+            ", ".join(absent), f" of split.group_by={_group_by(spec)}" if _group_by(spec) else "",
+        )  # fmt: skip
     return Split(
         name="grouped",
         train_tracks=frozenset(tracks.track_id[~is_test]),
         test_tracks=frozenset(tracks.track_id[is_test]),
         description=(
             f"held-out tracks: {spec.test_fraction:.0%} stratified by genre, seed {spec.seed}; no "
-            "track, and no copy of the same audio, has segments on both sides" + _by(spec)
+            "track, and no copy of the same audio, has segments on both sides"
+            + _by(spec)
+            + (f"; not on the test side (fewer than 2 groups): {', '.join(absent)}" if absent else "")
         ),
         seed=int(spec.seed),
         details={
@@ -146,8 +163,19 @@ def _grouped(tracks: pd.DataFrame, spec: DictConfig) -> Split:
             ("tracks_in_shared_groups" if _group_by(spec) else "tracks_in_duplicate_groups"): duplicates,
             "group_by": _group_by(spec),
             "groups": int(groups.nunique()),
+            **_sides(tracks, is_test),
         },
     )
+
+
+def _sides(tracks: pd.DataFrame, is_test: np.ndarray, on_train: np.ndarray | None = None) -> dict:
+    """The genres each side lacks, as every split's summary names them."""
+    on_train = ~is_test if on_train is None else on_train
+    labels = set(tracks.label)
+    return {
+        "labels_absent_from_test": sorted(labels - set(tracks.label[is_test])),
+        "labels_absent_from_training": sorted(labels - set(tracks.label[on_train])),
+    }
 
 
 def _official(tracks: pd.DataFrame, spec: DictConfig) -> Split:
@@ -198,7 +226,17 @@ def _with_straddling(split: Split, tracks: pd.DataFrame) -> Split:
     if both:
         log.warning("split: %d groups (copies of one recording, or one split.group_by value) are on "
                     "both sides of the %s split", both, split.name)  # fmt: skip
-    return replace(split, details={**split.details, "groups_on_both_sides": both})
+    sides = _sides(tracks, side.eq("test").to_numpy(), side.eq("train").to_numpy())
+    if sides["labels_absent_from_training"]:
+        log.warning(
+            "split: the training side of the %s split has no track of %s: the model cannot name them, "
+            "so their test tracks count as wrong",
+            split.name, ", ".join(sides["labels_absent_from_training"]),
+        )  # fmt: skip
+    if sides["labels_absent_from_test"]:
+        log.warning("split: the test side of the %s split has no track of %s: trained on, not tested",
+                    split.name, ", ".join(sides["labels_absent_from_test"]))  # fmt: skip
+    return replace(split, details={**split.details, "groups_on_both_sides": both, **sides})
 
 
 def _group_by(spec: DictConfig) -> str | None:
@@ -283,21 +321,26 @@ def read_lists(spec: DictConfig) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def grouped_folds(groups: np.ndarray, labels: np.ndarray, *, n_splits: int, seed: int) -> PredefinedSplit:
+def grouped_folds(
+    groups: np.ndarray, labels: np.ndarray, *, n_splits: int, seed: int
+) -> tuple[PredefinedSplit, str]:
     """k cross-validation folds of whole groups (tracks, copies of one recording, tracks of one
     split.group_by value: TrainingData.tracks.group), stratified by each group's label, as
-    scikit-learn's cv= takes them (tune's folds of the training rows)."""
+    scikit-learn's cv= takes them (tune's folds of the training rows), and what the folds lack."""
     rows = pd.DataFrame({"group": groups, "label": labels})
-    fold = _group_folds(rows, n_splits=n_splits, seed=seed, key="search.cv_folds", what="training groups")
-    return PredefinedSplit(rows.group.map(fold).to_numpy())
+    fold, note = _group_folds(
+        rows, n_splits=n_splits, seed=seed, key="search.cv_folds", what="training groups"
+    )
+    return PredefinedSplit(rows.group.map(fold).to_numpy()), note
 
 
-def track_folds(tracks: pd.DataFrame, *, n_splits: int, seed: int, key: str) -> pd.Series:
-    """The fold (0 to k-1) of every track (`tracks`: track_id, label, group), indexed by track_id:
-    whole groups per fold, stratified by genre; `key` is the setting that chose k."""
+def track_folds(tracks: pd.DataFrame, *, n_splits: int, seed: int, key: str) -> tuple[pd.Series, str]:
+    """The fold (0 to k-1, or -1: never tested) of every track (`tracks`: track_id, label, group),
+    indexed by track_id: whole groups per fold, stratified by genre; `key` is the setting that
+    chose k. Also what the folds lack, said in words ("" when nothing)."""
     rows = tracks.assign(group=tracks.get("group", tracks.track_id))
-    fold = _group_folds(rows, n_splits=n_splits, seed=seed, key=key, what="groups")
-    return pd.Series(rows.group.map(fold).to_numpy(), index=rows.track_id.to_numpy(), name="fold")
+    fold, note = _group_folds(rows, n_splits=n_splits, seed=seed, key=key, what="groups")
+    return pd.Series(rows.group.map(fold).to_numpy(), index=rows.track_id.to_numpy(), name="fold"), note
 
 
 def row_folds(rows: pd.DataFrame, tracks: pd.DataFrame, split: Split, *, n_splits: int, seed: int, key: str
@@ -313,32 +356,62 @@ def row_folds(rows: pd.DataFrame, tracks: pd.DataFrame, split: Split, *, n_split
         for k, (_, test) in enumerate(splitter.split(np.zeros(len(rows)), rows.label.to_numpy())):
             fold[test] = k
         return fold, f"{n_splits}-fold cross-validation of random segments ({LEAK_WARNING})"
-    by_track = track_folds(tracks, n_splits=n_splits, seed=seed, key=key)
+    by_track, note = track_folds(tracks, n_splits=n_splits, seed=seed, key=key)
     description = (
         f"{n_splits}-fold cross-validation over whole tracks, stratified by genre; no track and no "
         "group of tracks (copies of one recording"
         + (f", one {split.details['group_by']}" if split.details.get("group_by") else "")
         + ") in two folds"
+        + (f"; {note}" if note else "")
     )
     return rows.track_id.map(by_track).to_numpy(), description
 
 
-def _group_folds(rows: pd.DataFrame, *, n_splits: int, seed: int, key: str, what: str) -> pd.Series:
-    """The fold of every group in `rows` (group, label), drawn on the one-row-per-group table.
+def _group_folds(
+    rows: pd.DataFrame, *, n_splits: int, seed: int, key: str, what: str
+) -> tuple[pd.Series, str]:
+    """The fold of every group in `rows` (group, label), drawn on the one-row-per-group table, and
+    what the folds lack.
 
     sklearn's StratifiedGroupKFold(shuffle=True) can put every track of a genre into one fold
     (seen here: all 8 jazz tracks of the demo corpus), which leaves that genre out of a
     training fold; folds drawn on the one-row-per-group table are balanced per genre.
+
+    Real metadata has genres of a handful of artists: a genre with fewer groups than folds fills
+    as many test folds as it has groups (and trains in every fold, since one fold tests at most
+    one of its groups); a genre of one group is trained on in every fold and never tested (-1),
+    since testing it would leave a fold's model without it.
     """
     by_group = rows.groupby("group", sort=True).label.first()
-    smallest = by_group.value_counts().min()
-    if smallest < n_splits:
+    per_label = by_group.value_counts()
+    single = sorted(per_label.index[per_label < 2])
+    testable = by_group[~by_group.isin(single)]
+    if by_group.nunique() < 2 or len(testable) < n_splits:
         raise DatasetError(
-            f"a genre has only {smallest} {what} (tracks, or tracks of one recording or split.group_by "
-            f"value), fewer than {key}={n_splits}: lower {key} or use more tracks"
+            f"{len(testable)} {what} (tracks, or tracks of one recording or split.group_by value) of "
+            f"genres with at least 2 of them, fewer than {key}={n_splits}: lower {key} or use more tracks"
         )
-    fold = np.empty(len(by_group), dtype=int)
-    splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    for k, (_, test) in enumerate(splitter.split(np.zeros(len(by_group)), by_group.to_numpy())):
-        fold[test] = k
-    return pd.Series(fold, index=by_group.index)
+    fold = pd.Series(-1, index=by_group.index, dtype=int)
+    if testable.value_counts().max() >= n_splits:
+        splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        with warnings.catch_warnings():
+            # "the least populated class has fewer members than n_splits": said below, by name
+            warnings.simplefilter("ignore", UserWarning)
+            for k, (_, test) in enumerate(splitter.split(np.zeros(len(testable)), testable.to_numpy())):
+                fold[testable.index[test]] = k
+    else:  # StratifiedKFold refuses when every genre is smaller than k; deal groups out as it would
+        order = testable.sample(frac=1.0, random_state=seed).sort_values(kind="stable")
+        fold[order.index] = np.arange(len(order)) % n_splits
+    few = per_label[(per_label >= 2) & (per_label < n_splits)]
+    notes = []
+    if len(few):
+        notes.append(
+            f"in fewer test folds than {key}={n_splits} (one per group): "
+            + ", ".join(f"{label} ({n})" for label, n in sorted(few.items()))
+        )
+    if single:
+        notes.append(f"trained on in every fold, never tested (one group): {', '.join(map(str, single))}")
+    note = "; ".join(notes)
+    if note:
+        log.warning("folds: %s", note)
+    return fold, note

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import dask.dataframe as dd
@@ -27,6 +28,8 @@ class TrainingData:
 
     def __init__(self, out: OutputLayout, split_spec: DictConfig) -> None:
         store = FeatureStore(out)
+        self.store = store
+        self.kept: frozenset[str] | None = None  # set when some extracted tracks are left out
         info = store.info()  # refuses a dataset of another feature-set version
         self.feature_params: dict[str, Any] = info["feature_params"]
         self.names = feature_names(n_mfcc=self.feature_params["n_mfcc"])
@@ -54,6 +57,7 @@ class TrainingData:
             "read (another data.subset, or files gone) and are left out", stale.sum(), len(stale),
         )  # fmt: skip
         keep = set(self.tracks.track_id[~stale])
+        self.kept = frozenset(keep)
         self.frame = self.frame.map_partitions(
             lambda part: part[part.track_id.isin(keep)], meta=self.frame._meta
         )
@@ -73,12 +77,47 @@ class TrainingData:
             raise DatasetError(f"the {split.label()} leaves no {which} rows: check split.*")
         return rows.partitions[keep]
 
-    def codes(self, labels: pd.Series | dd.Series) -> Any:
-        """Labels as class indices (the order of `classes`), as xgboost wants them."""
-        mapping = {label: i for i, label in enumerate(self.classes)}
+    def reader(self, which: str) -> SideReader:
+        """What reads the rows of some parts on the train or test side, on a worker."""
+        return SideReader(self.store, self.split, which, self.kept)
+
+    def train_classes(self) -> list[str]:
+        """The genres on the training side, in `classes` order: what a model trained on it can name
+        (the split's summary names the others, whose test tracks count as wrong)."""
+        if self.split.leaky:
+            return self.classes
+        known = set(self.tracks.label[self.tracks.track_id.isin(self.split.train_tracks)])
+        if len(known) < 2:
+            raise DatasetError(
+                f"the training side of the {self.split.label()} holds {len(known)} genre(s) "
+                f"({', '.join(sorted(known))}): a classifier needs 2; check split.* and the corpus's labels"
+            )
+        return [c for c in self.classes if c in known]
+
+    def codes(self, labels: pd.Series | dd.Series, classes: list[str] | None = None) -> Any:
+        """Labels as class indices (the order of `classes`, default all), as xgboost wants them."""
+        mapping = {label: i for i, label in enumerate(self.classes if classes is None else classes)}
         if isinstance(labels, dd.Series):
             return labels.map(mapping, meta=("label", "int32")).astype("int32")
         return labels.map(mapping).astype("int32")
+
+
+@dataclass(frozen=True)
+class SideReader:
+    """Reads some parts of the dataset and keeps one side's rows; small and picklable, so it is
+    sent to the workers that read their own shares."""
+
+    store: FeatureStore
+    split: Split
+    which: str
+    kept: frozenset[str] | None = None
+
+    def __call__(self, parts: list[str]) -> pd.DataFrame:
+        rows = self.store.read_parts(parts)
+        mask = self.split.mask(rows, self.which)
+        if self.kept is not None:
+            mask &= rows.track_id.isin(self.kept).to_numpy()
+        return rows[mask].reset_index(drop=True)
 
 
 def track_table(

@@ -142,7 +142,7 @@ def time_tuning(cfg: DictConfig) -> pd.DataFrame:
     from xgboost import XGBClassifier
 
     x, y, tracks = _rows(cfg, int(cfg.bench.tuning_rows))
-    folds = grouped_folds(tracks, y, n_splits=int(cfg.search.cv_folds), seed=int(cfg.split.seed))
+    folds, _ = grouped_folds(tracks, y, n_splits=int(cfg.search.cv_folds), seed=int(cfg.split.seed))
     grid = OmegaConf.to_container(cfg.search.grid, resolve=True)
     base = OmegaConf.to_container(cfg.model.params, resolve=True)
     fits = len(ParameterGrid(grid)) * int(cfg.search.cv_folds)

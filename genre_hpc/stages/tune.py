@@ -39,7 +39,8 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
     # single-threaded task on the cluster.
     frame = data.side("train").compute()
     x = frame[data.names].to_numpy(dtype="float32")
-    y = data.codes(frame.label).to_numpy()
+    # codes of the genres the training side has (all, unless the split leaves one out)
+    y = data.codes(frame.label, data.train_classes()).to_numpy()
     # folds follow the split's own protocol: grouped by TrainingData.tracks.group (track,
     # duplicate audio, split.group_by), or (random_segments, to show the leak) by segment
     groups = frame.track_id.map(data.tracks.set_index("track_id").group).to_numpy()
@@ -47,11 +48,11 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
         folds = StratifiedKFold(n_splits=cfg.search.cv_folds, shuffle=True, random_state=cfg.split.seed)
         fold_kind = f"{cfg.search.cv_folds}-fold StratifiedKFold of segments ({LEAK_WARNING})"
     else:
-        folds = grouped_folds(groups, y, n_splits=cfg.search.cv_folds, seed=cfg.split.seed)
+        folds, note = grouped_folds(groups, y, n_splits=cfg.search.cv_folds, seed=cfg.split.seed)
         by = data.split.details.get("group_by")
         fold_kind = (
             f"{cfg.search.cv_folds} folds of whole training tracks (grouped by track and by duplicate "
-            f"audio{f', and by {by}' if by else ''}), stratified by genre"
+            f"audio{f', and by {by}' if by else ''}), stratified by genre" + (f"; {note}" if note else "")
         )
     estimator = XGBClassifier(**{**base, "n_jobs": 1})
     # error_score=nan: dask-ml retries a failing fit forever; a failed fit becomes a NaN score,

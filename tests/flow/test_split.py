@@ -85,14 +85,47 @@ def test_predefined_split_reads_lists_and_skips_missing_entries(tmp_path, caplog
 
 
 @pytest.mark.parametrize("genres, per_genre", [(("a",), 10), (("a", "b"), 1)])
-def test_one_genre_or_a_one_track_genre_is_a_clear_error(genres, per_genre):
-    with pytest.raises(DatasetError, match="at least 2 genres of at least 2 tracks"):
+def test_one_genre_or_only_one_track_genres_is_a_clear_error(genres, per_genre):
+    with pytest.raises(DatasetError, match="at least 2 genres"):
         make_split(_tracks(per_genre=per_genre, genres=genres), _spec())
 
 
-def test_too_few_tracks_for_the_split_is_a_clear_error():
-    with pytest.raises(DatasetError, match="too few"):
-        make_split(_tracks(per_genre=2), _spec())
+def test_a_fraction_too_small_for_every_genre_still_holds_out_one_track_of_each(caplog):
+    tracks = _tracks(per_genre=2)  # 0.2 of 6 tracks rounds to 1, fewer than the 3 genres
+    split = make_split(tracks, _spec())
+    assert tracks[tracks.track_id.isin(split.test_tracks)].label.value_counts().to_dict() == {
+        "a": 1, "b": 1, "c": 1,
+    }  # fmt: skip
+    assert "holding out 3 groups" in caplog.text
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_genre_of_one_artist_is_trained_on_and_named_not_refused(seed, caplog):
+    # real FMA metadata: "c" has a single artist, so split.group_by=artist cannot put it on both sides
+    tracks = _tracks(per_genre=6)
+    tracks.loc[tracks.label == "c", "group"] = "the only c artist"
+    split = make_split(tracks, _spec(seed=seed, group_by="artist"))
+    c_tracks = set(tracks.track_id[tracks.label == "c"])
+    assert c_tracks <= split.train_tracks and not c_tracks & split.test_tracks
+    test_labels = set(tracks.label[tracks.track_id.isin(split.test_tracks)])
+    assert test_labels == {"a", "b"}
+    summary = split.summary()
+    assert summary["labels_absent_from_test"] == ["c"] and summary["labels_absent_from_training"] == []
+    assert "not on the test side (fewer than 2 groups): c" in summary["description"]
+    assert "test side has no track of c" in caplog.text
+
+
+def test_a_list_split_names_the_genre_its_training_side_lacks(tmp_path, caplog):
+    tracks = _tracks(per_genre=2)
+    (tmp_path / "train.txt").write_text("a/0.wav\nb/0.wav\n")
+    (tmp_path / "test.txt").write_text("a/1.wav\nb/1.wav\nc/0.wav\nc/1.wav\n")
+    spec = OmegaConf.create(
+        {"name": "predefined", "train_on": ["train"], "source": "test lists",
+         "lists": {s: str(tmp_path / f"{s}.txt") for s in ("train", "test")}}
+    )  # fmt: skip
+    split = make_split(tracks, spec)
+    assert split.summary()["labels_absent_from_training"] == ["c"]
+    assert "training side of the predefined split has no track of c" in caplog.text
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -104,8 +137,8 @@ def test_tuning_folds_are_whole_tracks_and_every_genre_trains_in_every_fold(seed
     rows = pd.DataFrame([t for t in tracks for _ in range(10)], columns=["group", "label"]).sample(
         frac=1, random_state=seed
     )
-    folds = grouped_folds(rows.group.to_numpy(), rows.label.to_numpy(), n_splits=3, seed=seed)
-    assert folds.get_n_splits() == 3
+    folds, note = grouped_folds(rows.group.to_numpy(), rows.label.to_numpy(), n_splits=3, seed=seed)
+    assert folds.get_n_splits() == 3 and note == ""
     for train, test in folds.split():
         assert not set(rows.group.iloc[train]) & set(rows.group.iloc[test])
         assert rows.label.iloc[train].nunique() == 10
@@ -113,9 +146,23 @@ def test_tuning_folds_are_whole_tracks_and_every_genre_trains_in_every_fold(seed
         assert per_genre.between(2, 3).all() and len(per_genre) == 10
 
 
-def test_too_few_tracks_per_genre_for_the_folds_is_a_clear_error():
+def test_too_few_tracks_for_the_folds_is_a_clear_error():
     with pytest.raises(DatasetError, match="search.cv_folds"):
         grouped_folds(np.array(["a", "b", "c"]), np.array([0, 0, 1]), n_splits=3, seed=0)
+
+
+def test_a_genre_with_fewer_groups_than_folds_fills_the_folds_it_can_and_trains_in_all():
+    # genre 0: 6 groups; genre 1: 2 groups (fewer than 3 folds); genre 2: one group
+    groups = np.array([f"g{i}" for i in range(6)] + ["h0", "h1", "only"])
+    labels = np.array([0] * 6 + [1, 1, 2])
+    folds, note = grouped_folds(groups, labels, n_splits=3, seed=0)
+    fold = folds.test_fold
+    assert fold[-1] == -1  # the one-group genre is never tested
+    assert sorted(fold[6:8]) != [fold[6]] * 2 and -1 not in fold[:8]  # genre 1 in two different folds
+    for train, _ in folds.split():
+        assert set(labels[train]) == {0, 1, 2}  # every genre trains in every fold
+    assert "fewer test folds than search.cv_folds=3 (one per group): 1 (2)" in note
+    assert "never tested (one group): 2" in note
 
 
 def test_shipped_gtzan_fault_filtered_lists_resolve_against_an_au_corpus():
@@ -148,7 +195,8 @@ def _with_copies(n_per_genre=6):
 
 def test_track_folds_test_every_track_once_and_keep_groups_together():
     tracks = _with_copies()
-    folds = track_folds(tracks, n_splits=3, seed=4, key="evaluate.folds")
+    folds, note = track_folds(tracks, n_splits=3, seed=4, key="evaluate.folds")
+    assert note == ""
     assert sorted(folds.index) == sorted(tracks.track_id) and set(folds) == {0, 1, 2}
     assert folds.loc[tracks.track_id[:3]].nunique() == 1
     per_fold = tracks.assign(fold=tracks.track_id.map(folds)).groupby("fold").label.nunique()
@@ -167,5 +215,12 @@ def test_row_folds_follow_the_split_protocol():
 
 
 def test_too_few_tracks_for_the_folds_names_the_setting():
-    with pytest.raises(DatasetError, match="evaluate.folds=7"):
-        track_folds(_with_copies(), n_splits=7, seed=0, key="evaluate.folds")
+    with pytest.raises(DatasetError, match="evaluate.folds=19"):
+        track_folds(_with_copies(), n_splits=19, seed=0, key="evaluate.folds")
+
+
+def test_track_folds_name_the_genres_that_cannot_fill_every_fold():
+    folds, note = track_folds(_with_copies(), n_splits=7, seed=0, key="evaluate.folds")
+    # a: 4 groups (3 copies of one recording + 3 tracks), b and c: 6 tracks each, all < 7 folds
+    assert "fewer test folds than evaluate.folds=7" in note and "a (4)" in note
+    assert set(folds) <= set(range(7)) and (folds >= 0).all()

@@ -12,7 +12,7 @@ from genre_hpc.flow import demo
 from genre_hpc.flow.metadata import fma_path
 from genre_hpc.flow.split import grouped_folds
 from genre_hpc.flow.trainset import TrainingData
-from genre_hpc.stages import extract, validate
+from genre_hpc.stages import evaluate, extract, train, validate
 
 from ..helpers import layout, make_config, run_cli, run_stage
 
@@ -100,7 +100,7 @@ def test_group_by_artist_keeps_every_artist_on_one_side_of_split_and_folds(extra
     assert (tracks.assign(test=side).groupby("artist").test.nunique() == 1).all()
     assert side.any() and (~side).any()
     train = tracks[~side]
-    folds = grouped_folds(train.group.to_numpy(), train.label.to_numpy(), n_splits=3, seed=seed)
+    folds, _ = grouped_folds(train.group.to_numpy(), train.label.to_numpy(), n_splits=3, seed=seed)
     for fit, held in folds.split():
         assert not set(train.artist.iloc[fit]) & set(train.artist.iloc[held])
 
@@ -129,3 +129,66 @@ def test_demo_data_writes_an_fma_shaped_corpus(tmp_path):
     assert f"data.root={audio}" in result.stderr and f"data.tracks={tracks}" in result.stderr
     assert len(list(audio.rglob("*.mp3"))) == 2 + 2  # the clips, and the faults that have a file
     assert pd.read_csv(tracks, index_col=0, header=[0, 1]).shape[0] == 2 + 3
+
+
+def _reshaped(out, corpus, tmp_path, change):
+    """A copy of the extracted dataset whose tracks.csv (FMA's format) `change` rewrites, validated
+    again so the run reads the new metadata; returns (output folder, config overrides)."""
+    table = pd.read_csv(corpus.tracks, index_col=0, header=[0, 1])
+    change(table)
+    tracks = tmp_path / "tracks.csv"
+    table.to_csv(tracks)
+    assert tracks.read_text().splitlines()[2].startswith("track_id,")  # FMA's three-row header
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    overrides = [f"output.dir={copy}", "data=fma", f"data.root={corpus.audio}", f"data.tracks={tracks}",
+                 "data.subset=medium"]  # fmt: skip
+    run_cli("validate", *overrides, "cluster.n_workers=1")
+    return copy, overrides
+
+
+def test_a_genre_only_on_the_official_test_side_is_scored_wrong_and_named(extracted, corpus, tmp_path):
+    out, _ = extracted
+
+    def hip_hop_only_in_test(table):
+        table.loc[table[("track", "genre_top")] == "Hip-Hop", ("set", "split")] = "test"
+
+    copy, overrides = _reshaped(out, corpus, tmp_path, hip_hop_only_in_test)
+    result = run_cli("train", *overrides, "split=fma", "cluster.n_workers=2", "model.params.n_estimators=20")
+    assert "Traceback" not in result.stderr
+    assert "training side of the official split has no track of Hip-Hop" in result.stderr
+    metrics = json.loads((copy / "metrics.json").read_text())
+    assert metrics["labels_absent_from_training"] == ["Hip-Hop"]
+    assert metrics["split"]["labels_absent_from_training"] == ["Hip-Hop"]
+    hip_hop = metrics["classes"].index("Hip-Hop")
+    matrix = metrics["confusion_matrix_tracks"]
+    assert sum(matrix[hip_hop]) == 10 and matrix[hip_hop][hip_hop] == 0  # tested, never named
+    assert json.loads((copy / "model" / "preprocess.json").read_text())["classes"] == sorted(
+        set(metrics["classes"]) - {"Hip-Hop"}
+    )
+
+
+def test_a_genre_of_one_artist_trains_and_is_named_absent_from_test_and_folds(
+    extracted, corpus, tmp_path, client
+):
+    out, _ = extracted
+
+    def one_rock_artist(table):
+        table.loc[table[("track", "genre_top")] == "Rock", ("artist", "id")] = 424242
+
+    copy, overrides = _reshaped(out, corpus, tmp_path, one_rock_artist)
+    cfg = make_config("train", [*overrides, "split.group_by=artist", "model.params.n_estimators=20"])
+    metrics = run_stage(train, cfg, client)
+    assert metrics["split"]["labels_absent_from_test"] == ["Rock"]
+    assert metrics["labels_absent_from_training"] == []
+    tested = dict(zip(metrics["classes"], map(sum, metrics["confusion_matrix_tracks"]), strict=True))
+    assert tested["Rock"] == 0 and tested["Hip-Hop"] > 0
+    # macro-F1 averages the genres the test side holds; the absent one is not a zero in it
+    report = metrics["classification_report_tracks"]
+    f1 = [report[g]["f1-score"] for g in ("Hip-Hop", "Old-Time / Historic")]
+    assert metrics["track_macro_f1"] == pytest.approx(sum(f1) / 2)
+    cfg = make_config("evaluate", [*overrides, "split.group_by=artist", "evaluate.folds=3",
+                                   "model.params.n_estimators=20"])  # fmt: skip
+    summary = run_stage(evaluate, cfg, client)
+    assert "never tested (one group): Rock" in summary["protocol"]
+    assert summary["tested_tracks"] == 20  # the 10 Rock tracks are trained on in every fold
