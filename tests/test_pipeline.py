@@ -19,6 +19,7 @@ def pipeline(tmp_path_factory):
         "data.demo.seconds=6",
         "cluster.n_workers=2",
         "search.grid.n_estimators=[50]",
+        "evaluate.folds=3",
         cwd=work,
     )
     return work, work / "out", result
@@ -28,7 +29,7 @@ def test_everything_is_written_under_output_dir(pipeline):
     work, out, _ = pipeline
     assert [p.name for p in work.iterdir()] == ["out"]
     for name in ("features", "errors.parquet", "manifest.json", "model", "metrics.json", "tune", "hydra",
-                 "validation.parquet", "report/index.html"):  # fmt: skip
+                 "validation.parquet", "evaluate/summary.json", "report/index.html"):  # fmt: skip
         assert (out / name).exists(), name
     assert len(list((out / "demo-corpus").rglob("*.wav"))) == 60
     # every file is published by a rename; none is left half-written under a temporary name
@@ -82,10 +83,40 @@ def test_tune_writes_cv_table_best_params_and_final_model(pipeline):
 def test_manifest_records_every_stage_with_timings(pipeline):
     _, out, result = pipeline
     manifest = json.loads((out / "manifest.json").read_text())
-    assert set(manifest["stages"]) == {"validate", "extract", "train", "tune"}
+    assert set(manifest["stages"]) == {"validate", "extract", "train", "tune", "evaluate"}
     assert all(stage["wall_seconds"] > 0 for stage in manifest["stages"].values())
     assert manifest["stages"]["extract"]["rows_total"] == 120
     assert "extract:" in result.stderr and "batches" in result.stderr  # progress was shown
+
+
+def _without_timings(value):
+    """metrics.json as a comparison should see it: every field but the clocks."""
+    if isinstance(value, dict):
+        return {k: _without_timings(v) for k, v in value.items() if not k.endswith("_seconds")}
+    if isinstance(value, list):
+        return [_without_timings(v) for v in value]
+    return value
+
+
+def test_train_run_twice_gives_the_same_model_and_metrics(pipeline):
+    work, out, _ = pipeline
+    runs = []
+    for _ in range(2):
+        run_cli("train", "output.dir=out", "cluster.n_workers=2", "model.params.n_estimators=30", cwd=work)
+        runs.append(
+            ((out / "model" / "model.ubj").read_bytes(), json.loads((out / "metrics.json").read_text()))
+        )
+    (model_a, metrics_a), (model_b, metrics_b) = runs
+    assert model_a == model_b
+    assert _without_timings(metrics_a) == _without_timings(metrics_b)
+    assert metrics_a["fit_seconds"] > 0  # the clocks were there, and left out of the comparison
+
+
+def test_run_cross_validates_by_default(pipeline):
+    _, out, _ = pipeline
+    summary = json.loads((out / "evaluate" / "summary.json").read_text())
+    assert summary["folds"] == 3 and summary["tested_tracks"] == 60
+    assert "whole tracks" in summary["protocol"]
 
 
 def test_train_and_tune_run_alone_on_the_existing_dataset(pipeline):

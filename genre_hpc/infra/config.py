@@ -49,7 +49,7 @@ STAGES: dict[str, Stage] = {
               on_cluster=True, in_run=True),
         Stage("compare", "The origin study's models (k-NN, RF, SVM, MLP, XGBoost, XGBoost-RF) on one split.",
               on_cluster=True, in_run=True),
-        Stage("run", "validate, extract, train, tune on one shared Dask cluster, then the report.",
+        Stage("run", "validate, extract, train, tune, evaluate on one shared Dask cluster, then the report.",
               on_cluster=True, in_run=False),
         Stage("report", "One HTML page (PNG figures beside it) of the run in output.dir.",
               on_cluster=False, in_run=True),
