@@ -61,7 +61,7 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
     )
     table = table.sort_values("fold").reset_index(drop=True)
     pooled = np.sum([np.array(f["confusion_matrix_tracks"]) for f in per_fold], axis=0)
-    correct = np.concatenate([f["correct_tracks"] for f in per_fold])
+    correct = pooled_outcomes(per_fold)
     table = table.drop(columns=["correct_tracks"])
     summary = {
         "protocol": protocol,
@@ -181,6 +181,13 @@ def _fold_row(fold: int, scores: dict[str, Any], fit_seconds: float) -> dict[str
         # one 0/1 per test track, pooled into the all-tracks bootstrap
         "correct_tracks": _correct(matrix),
     }
+
+
+def pooled_outcomes(per_fold: list[dict[str, Any]]) -> np.ndarray:
+    """Every tested track's 0/1 outcome, fold after fold in fold order: folds finish in any order,
+    and the pooled bootstrap draws by position, so the order is fixed here for the same interval
+    on every run."""
+    return np.concatenate([f["correct_tracks"] for f in sorted(per_fold, key=lambda f: f["fold"])])
 
 
 def _correct(matrix: np.ndarray) -> np.ndarray:

@@ -247,3 +247,19 @@ def test_every_accuracy_on_the_report_page_shows_its_interval_and_split(
     assert 'src="evaluate_folds.png"' in cv and 'src="evaluate_confusion_matrix.png"' in cv
     comparison = sections["Model comparison"]
     assert "track_accuracy_low" in comparison and "grouped split" in comparison
+
+
+def test_the_pooled_interval_does_not_depend_on_the_order_folds_finish_in():
+    # three folds' per-track outcomes; tasks finish in any order, the pooled bootstrap must not care
+    rng = np.random.default_rng(0)
+    per_fold = [{"fold": k, "correct_tracks": rng.integers(0, 2, 7 + k).astype(float)} for k in range(3)]
+    pooled = evaluate.pooled_outcomes(per_fold)
+    for order in ([2, 0, 1], [1, 2, 0]):
+        shuffled = evaluate.pooled_outcomes([per_fold[k] for k in order])
+        assert (shuffled == pooled).all()
+    # the mechanism: the bootstrap draws by position, so the same outcomes in another order give
+    # another interval
+    from genre_hpc.flow.metrics import bootstrap_interval
+
+    reordered = np.concatenate([per_fold[k]["correct_tracks"] for k in (2, 0, 1)])
+    assert bootstrap_interval(pooled) != bootstrap_interval(reordered)
