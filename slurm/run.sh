@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole pipeline on SLURM: `genre-hpc run` (extract, train, tune) on one SLURMCluster.
+# The whole pipeline on SLURM: `genre-hpc run` (extract, train, tune, evaluate) on one SLURMCluster.
 #   sbatch slurm/run.sh [Hydra overrides...]     e.g. cluster.jobs=8 cluster.queue=compute data.root=/scratch/gtzan
 #   sbatch -N 2 --ntasks-per-node=2 slurm/run.sh cluster=slurm_runner   (all in one allocation)
 #   bash slurm/run.sh cluster=local                (dry run on this machine, no SLURM)
