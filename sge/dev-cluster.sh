@@ -139,14 +139,15 @@ configure_cell() {
     done
     # (4) load_thresholds NONE: the default np_load_avg=1.75 stops dispatch whenever this 2-core
     # machine is busy. (6) In the default posix_compliant mode a job script's #! line is ignored and
-    # the queue's shell runs it: bash, which the driver scripts are written for.
+    # the queue's shell runs it. That shell stays the template's /bin/sh (dash here; csh at many sites): genre-hpc's
+    # job scripts ask for bash themselves (-S /bin/bash), and a script that forgets fails here too.
     if qconf -sq all.q >"$tmp/queue" 2>/dev/null; then
         cp "$tmp/queue" "$tmp/queue.old"
     else
         qconf -sq >"$tmp/queue"  # without a name: the template
         : >"$tmp/queue.old"
     fi
-    set_keys "$tmp/queue" qname all.q hostlist @allhosts slots "$SLOTS" shell /bin/bash \
+    set_keys "$tmp/queue" qname all.q hostlist @allhosts slots "$SLOTS" shell /bin/sh \
         load_thresholds NONE pe_list "make mpi smp"
     if [ ! -s "$tmp/queue.old" ]; then
         qconf -Aq "$tmp/queue" >/dev/null
