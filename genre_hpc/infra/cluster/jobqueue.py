@@ -42,7 +42,7 @@ def connect(cfg: DictConfig) -> Iterator[Client]:
     """A client on a new cluster of `cfg.cluster.kind` with its worker jobs submitted; on exit the jobs
     are cancelled."""
     spec = cfg.cluster
-    with _ends_on_sigterm(), jobqueue_cluster(cfg) as cluster:
+    with _ends_on_signals(SCHEDULERS[spec.kind].notice_signals), jobqueue_cluster(cfg) as cluster:
         if spec.print_job_script:
             log.info("dask: worker job script:\n%s", cluster.job_script())
         _preflight(cluster, spec)
@@ -257,17 +257,19 @@ def _wait_for_first_worker(client: Client, cluster: Any, spec: DictConfig) -> No
 
 
 @contextmanager
-def _ends_on_sigterm() -> Iterator[None]:
-    """scancel, qdel and the walltime send SIGTERM: turn it into SystemExit so `finally` cancels the
-    workers."""
+def _ends_on_signals(notices: tuple[str, ...]) -> Iterator[None]:
+    """scancel, qdel and the walltime send SIGTERM (or a notice such as SGE's SIGUSR2 before its
+    SIGKILL): turn them into SystemExit so `finally` cancels the workers."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    numbers = [signal.SIGTERM, *(getattr(signal, name) for name in notices)]
+    previous = {n: signal.signal(n, lambda signum, frame: sys.exit(128 + signum)) for n in numbers}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 _SIGINT_AT_START = signal.getsignal(signal.SIGINT)

@@ -51,6 +51,9 @@ class Scheduler:
     preflight: Callable[[str, str], None] | None = None
     # "id STATE reason" for worker job ids, for the message when no worker connects
     states: Callable[[list[str]], str] | None = None
+    # signals the scheduler sends before it kills a job (besides SIGTERM): the driver then ends
+    # cleanly, deleting its worker jobs
+    notice_signals: tuple[str, ...] = ()
     # the job runs its prologue through /bin/sh -c (HTCondor): no `source`, no $(...) (a submit macro)
     posix_prologue: bool = False
 
@@ -64,7 +67,7 @@ SCHEDULERS: dict[str, Scheduler] = {
     "sge": Scheduler(
         "SGECluster", "qsub", lambda w: clock_seconds(w, fields="hms"), account="project",
         own_keys=("resource_spec",), directives=("-S /bin/bash",),
-        preflight=sge.preflight, states=sge.states,
+        preflight=sge.preflight, states=sge.states, notice_signals=("SIGUSR2",),  # qsub -notify
     ),
     "pbs": Scheduler(
         "PBSCluster", "qsub", lambda w: clock_seconds(w, fields="hms"), account="account",
