@@ -102,16 +102,18 @@ def cluster_kwargs(spec: DictConfig, *, out: Path, credentials: Path | None) -> 
     if lifetime is not None:
         extra_args += ["--lifetime", f"{lifetime}s", "--lifetime-stagger", f"{stagger}s"]
     dashboard = spec.dashboard_address
+    logs = _absolute(spec.log_directory)
+    built_in = [line.format(log_directory=logs, job_name=spec.job_name) for line in row.directives]
     kwargs: dict[str, Any] = {
         "cores": spec.cores,
         "processes": spec.processes,
         "memory": spec.memory,
         "queue": spec.queue,
         "job_name": spec.job_name,
-        "job_extra_directives": [*row.directives, *map(str, spec.job_extra_directives)],
+        "job_extra_directives": [*built_in, *map(str, spec.job_extra_directives)],
         "interface": spec.interface,
         "local_directory": str(spec.local_directory),
-        "log_directory": str(_absolute(spec.log_directory)),
+        "log_directory": str(logs),
         "job_script_prologue": _prologue(spec, python, posix=row.posix_prologue),
         "worker_extra_args": extra_args,
         "death_timeout": spec.death_timeout,
@@ -135,14 +137,8 @@ def _htcondor(kwargs: dict[str, Any], spec: DictConfig, row: Scheduler) -> None:
     """HTCondor's submit description is a dict, and it has no walltime or account keyword: they
     become `allowed_execute_duration` (the job is held past it) and `accounting_group`."""
     directives = {}
-    for line in kwargs["job_extra_directives"]:
-        key, sep, value = line.partition("=")
-        if not sep:
-            raise ConfigError(
-                "cluster.job_extra_directives",
-                f"{line!r} is not a submit command",
-                'e.g. "+MaxRuntime = 3600"',
-            )
+    for line in kwargs["job_extra_directives"]:  # "key = value" (check_spec made sure)
+        key, _, value = line.partition("=")
         directives[key.strip()] = value.strip()
     directives["allowed_execute_duration"] = row.walltime_seconds(spec.walltime)
     if spec.account is not None:
@@ -211,6 +207,12 @@ def check_spec(spec: DictConfig) -> None:
         if not all(isinstance(line, str) for line in spec.job_extra_directives):
             raise ConfigError(
                 "cluster.job_extra_directives", "must be a list of strings", "e.g. ['-l gpu=1']"
+            )
+        if spec.kind == "htcondor" and (bad := [x for x in spec.job_extra_directives if "=" not in x]):
+            raise ConfigError(
+                "cluster.job_extra_directives",
+                f"{bad[0]!r} is not a submit command",
+                'e.g. "+MaxRuntime = 3600"',
             )
         low, high = spec.adapt.minimum, spec.adapt.maximum
         if (low is None) != (high is None):

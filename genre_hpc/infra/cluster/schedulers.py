@@ -45,7 +45,8 @@ class Scheduler:
     account: str | None
     # keys of this scheduler's own YAML, passed to the class under the same name
     own_keys: tuple[str, ...] = ()
-    # header lines every worker job needs here (before the user's job_extra_directives)
+    # header lines every worker job needs here (before the user's job_extra_directives); {log_directory}
+    # and {job_name} are filled in
     directives: tuple[str, ...] = ()
     # raise ClusterError naming the keys to check if the scheduler refuses the worker job script
     preflight: Callable[[str, str], None] | None = None
@@ -85,6 +86,8 @@ SCHEDULERS: dict[str, Scheduler] = {
     "oar": Scheduler(
         "OARCluster", "oarsub", lambda w: clock_seconds(w, fields="h:ms"), account="project",
         own_keys=("resource_spec", "memory_per_core_property_name"),
+        # dask-jobqueue writes no log lines for OAR, whose default is OAR.<id>.stdout in the cwd
+        directives=("-O {log_directory}/{job_name}.%jobid%.out", "-E {log_directory}/{job_name}.%jobid%.err"),
     ),
 }  # fmt: skip
 KINDS = tuple(SCHEDULERS)
