@@ -48,7 +48,7 @@ def _http_status(url: str) -> int:
         return exc.code
 
 
-@pytest.mark.parametrize("kind", ["local", "slurm", "slurm_runner"])
+@pytest.mark.parametrize("kind", ["local", "slurm", "slurm_runner", "sge", "pbs", "lsf", "htcondor", "oar"])
 @pytest.mark.parametrize("stage", ["extract", "train", "tune", "run"])
 def test_every_cluster_option_composes_and_checks(kind: str, stage: str) -> None:
     cfg = make_config(stage, [f"cluster={kind}"])

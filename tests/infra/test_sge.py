@@ -123,6 +123,28 @@ def test_qdel_of_a_worker_mid_run_keeps_every_row_exactly_once(
     print(f"\nworker jobs seen: {sorted(workers)}, deleted {deleted}")
 
 
+def test_qdel_of_the_driver_deletes_its_workers_and_credentials(
+    sge: None, names: Callable[[str], str], long_corpus: list[Path], tmp_path: Path
+) -> None:
+    """The scripts' -notify makes qdel send SIGUSR2 before its SIGKILL: the driver still closes its
+    cluster."""
+    worker = names("worker")
+    job = _qsub(
+        "sge/extract.sh", f"output.dir={tmp_path}", f"data.root={long_corpus[0].parents[1]}",
+        "extract.batch_size=1", f"cluster.job_name={worker}",
+        driver=names("driver"), log=tmp_path / "driver.out",
+    )  # fmt: skip
+    deadline = time.monotonic() + 180
+    while len([j for j in _qstat(worker) if j[1] == "r"]) < 2:
+        assert time.monotonic() < deadline, f"workers did not start: {_qstat(worker)}"
+        time.sleep(0.25)
+    subprocess.run(["qdel", job], check=True, capture_output=True)
+    _assert_no_jobs_left(worker, within=15)
+    _wait(job, timeout=60)
+    assert list(tmp_path.glob(".dask-tls-*")) == []  # and deleted the credentials
+    assert "submitting 2 worker jobs" in (tmp_path / "driver.out").read_text()
+
+
 def test_wrong_queue_fails_at_once_naming_the_keys(
     sge: None, names: Callable[[str], str], tmp_path: Path
 ) -> None:
