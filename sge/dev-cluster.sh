@@ -139,8 +139,9 @@ configure_cell() {
     done
     # (4) load_thresholds NONE: the default np_load_avg=1.75 stops dispatch whenever this 2-core
     # machine is busy. (6) In the default posix_compliant mode a job script's #! line is ignored and
-    # the queue's shell runs it. That shell stays the template's /bin/sh (dash here; csh at many sites): genre-hpc's
-    # job scripts ask for bash themselves (-S /bin/bash), and a script that forgets fails here too.
+    # the queue's shell runs it. That shell stays the template's /bin/sh (dash here; csh at many
+    # sites): genre-hpc's job scripts ask for bash themselves (-S /bin/bash), and a script that
+    # forgets fails here too.
     if qconf -sq all.q >"$tmp/queue" 2>/dev/null; then
         cp "$tmp/queue" "$tmp/queue.old"
     else
