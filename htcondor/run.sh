@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole pipeline (validate, extract, train, tune, report) on HTCondor:
+# The whole pipeline (the stages of conf/run.yaml) on HTCondor:
 # `genre-hpc run` with HTCondorCluster worker jobs (one driver job submits them).
 # Configured and tested without HTCondor, not run here. The driver must run where condor_submit
 # works: htcondor/run.sub submits this script as a local-universe job on the access point, with

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole pipeline (validate, extract, train, tune, report) on IBM Spectrum LSF:
+# The whole pipeline (the stages of conf/run.yaml) on IBM Spectrum LSF:
 # `genre-hpc run` with LSFCluster worker jobs (one driver job submits them).
 # Configured and tested without LSF, not run here. bsub reads the #BSUB lines from a script on its
 # standard input, which takes no arguments: the Hydra overrides travel in GENRE_HPC_ARGS, which bsub

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole pipeline (validate, extract, train, tune, report) on OAR:
+# The whole pipeline (the stages of conf/run.yaml) on OAR:
 # `genre-hpc run` with OARCluster worker jobs (one driver job submits them).
 # Configured and tested without OAR, not run here. oarsub -S reads the #OAR lines and runs the
 # command with its arguments (the script must be executable):

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole pipeline (validate, extract, train, tune, report) on PBS (PBS Pro, OpenPBS, Torque):
+# The whole pipeline (the stages of conf/run.yaml) on PBS (PBS Pro, OpenPBS, Torque):
 # `genre-hpc run` with PBSCluster worker jobs (one driver job submits them).
 # Configured and tested without PBS, not run here. PBS Pro and OpenPBS pass no arguments to a job
 # script: the Hydra overrides travel in GENRE_HPC_ARGS (qsub -v splits at commas, so put a list

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole pipeline on Grid Engine: `genre-hpc run` (extract, train, tune, report) on one SGECluster.
+# The whole pipeline on Grid Engine: `genre-hpc run` (the stages of conf/run.yaml) on one SGECluster.
 #   qsub sge/run.sh [Hydra overrides...]     e.g. cluster.jobs=8 cluster.queue=all.q data.root=/scratch/gtzan
 #   bash sge/run.sh cluster=local           (dry run on this machine, no Grid Engine)
 # The #$ lines size only this driver job (Dask scheduler + client); qsub options resize it
