@@ -1,12 +1,17 @@
-"""Helpers the tests share: composed configs, the console command in a fresh process, bad audio files."""
+"""Helpers the tests share: composed configs, the console command in a fresh process, bad audio files,
+and what the tests on a real batch scheduler (SLURM, SGE) read back from a run."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import pytest
 import soundfile as sf
 from hydra import compose, initialize_config_module
 
@@ -15,6 +20,8 @@ from genre_hpc.core.layout import OutputLayout
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 SR = 22050
+# On CI a scheduler the tests need must be up: its tests fail instead of skipping.
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def make_config(stage: str, overrides: list[str]):
@@ -73,3 +80,41 @@ def write_bad_files(root: Path) -> dict[str, str]:
 def run_stage(module, cfg, client=None):
     """A stage as the CLI runs it: `run(cfg, client, output layout)`."""
     return module.run(cfg, client, OutputLayout.of(cfg))
+
+
+def require_scheduler(problem: str | None, name: str, start: str) -> None:
+    """Skip a test that needs scheduler `name` when `problem` says it is not usable; fail on CI."""
+    if problem and CI:
+        pytest.fail(f"CI=true but {name} is not usable: {problem} (.ci/run starts it with {start})")
+    if problem:
+        pytest.skip(f"{problem}; start one with `bash {start} start`")
+
+
+def script_env() -> dict[str, str]:
+    """The environment of a driver script: it runs the test's own interpreter, and conftest's
+    GENRE_HPC_NUMBA_CACHE is inherited, so numba's code is primed once per session, not per output.dir."""
+    return {**os.environ, "GENRE_HPC_PYTHON": sys.executable}
+
+
+def dataset_rows(out: Path) -> pd.DataFrame:
+    """The dataset in a fixed order; float32 features agree to rounding across BLAS thread counts."""
+    frame = pd.read_parquet(out / "features")
+    frame["label"] = frame["label"].astype(str)
+    frame = frame[sorted(frame.columns)]
+    return frame.sort_values(["track_id", "segment"]).reset_index(drop=True)
+
+
+def extract_stage(out: Path) -> dict:
+    """What manifest.json records of the extract stage in `out`."""
+    return json.loads((out / "manifest.json").read_text())["stages"]["extract"]
+
+
+def assert_every_row_once(out: Path, tracks: list[Path]) -> None:
+    """Every track of equal-length clips has all its segments exactly once (after a lost worker)."""
+    assert extract_stage(out)["tracks_processed"] == len(tracks)
+    rows = dataset_rows(out)
+    assert not rows.duplicated(["track_id", "segment"]).any()
+    per_track = rows.groupby("track_id").segment.agg(["count", "min", "max"])
+    assert len(per_track) == len(tracks)
+    assert (per_track["min"] == 0).all() and (per_track["count"] == per_track["max"] + 1).all()
+    assert per_track["count"].nunique() == 1  # equal clips, equal segment counts

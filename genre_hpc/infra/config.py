@@ -147,24 +147,22 @@ def _check_features(cfg: DictConfig) -> None:
 
 
 def _check_cluster(cfg: DictConfig) -> None:
+    # deferred (dask-jobqueue is slow to import); the checks live beside the code that uses the values
+    from genre_hpc.infra.cluster import CLUSTER_KINDS, jobqueue
+
     kind = _get(cfg, "cluster.kind")
-    if kind not in ("local", "slurm", "slurm_runner"):
-        raise ConfigError("cluster", f"unknown kind {kind!r}", "use cluster=local, slurm or slurm_runner")
+    if kind not in CLUSTER_KINDS:
+        raise ConfigError("cluster", f"unknown kind {kind!r}", f"use cluster={' | '.join(CLUSTER_KINDS)}")
     if kind == "local":
         _positive_int(cfg, "cluster.n_workers", allow_none=True)
         _positive_int(cfg, "cluster.threads_per_worker")
-    if kind == "slurm":
-        _positive_int(cfg, "cluster.jobs")
-        _positive_int(cfg, "cluster.cores")
-        _positive_int(cfg, "cluster.processes")
-        _positive_int(cfg, "cluster.death_timeout")
+        return
     if kind == "slurm_runner":
         _positive_int(cfg, "cluster.threads", allow_none=True)
-    if kind in ("slurm", "slurm_runner"):
-        # deferred (dask-jobqueue is slow to import); the checks live beside the code that uses the values
-        from genre_hpc.infra.cluster.slurm import check_spec
-
-        check_spec(cfg.cluster)
+    else:  # a batch scheduler through dask-jobqueue (infra/cluster/schedulers.py)
+        for key in ("jobs", "cores", "processes", "death_timeout"):
+            _positive_int(cfg, f"cluster.{key}")
+    jobqueue.check_spec(cfg.cluster)
 
 
 def _check_split(cfg: DictConfig) -> None:

@@ -14,7 +14,7 @@ from dask.utils import parse_timedelta
 
 from genre_hpc.core.errors import ConfigError
 from genre_hpc.infra import config, jitcache
-from genre_hpc.infra.cluster import connect, slurm
+from genre_hpc.infra.cluster import connect, jobqueue, slurm
 
 from ..helpers import make_config
 
@@ -22,7 +22,7 @@ from ..helpers import make_config
 def job_script(tmp_path: Path, *overrides: str) -> tuple[str, dict]:
     cfg = make_config("extract", ["cluster=slurm", f"output.dir={tmp_path}", *overrides])
     config.check(cfg)
-    with slurm.slurm_cluster(cfg) as built:
+    with jobqueue.jobqueue_cluster(cfg) as built:
         script = built.job_script()
         credentials = sorted(tmp_path.glob(".dask-tls-*"))
         http_port = built.scheduler.http_server.port
@@ -48,7 +48,7 @@ def _http_status(url: str) -> int:
         return exc.code
 
 
-@pytest.mark.parametrize("kind", ["local", "slurm", "slurm_runner"])
+@pytest.mark.parametrize("kind", ["local", "slurm", "slurm_runner", "sge", "pbs", "lsf", "htcondor", "oar"])
 @pytest.mark.parametrize("stage", ["extract", "train", "tune", "run"])
 def test_every_cluster_option_composes_and_checks(kind: str, stage: str) -> None:
     cfg = make_config(stage, [f"cluster={kind}"])
@@ -242,7 +242,7 @@ def test_dashboard_is_off_unless_asked_for(tmp_path: Path) -> None:
     # is off unless asked for. (Whether /status then answers 404 was seen to vary from process
     # to process, so the test reads the scheduler's options instead.)
     out = tmp_path.resolve()
-    default = slurm.slurm_kwargs(
+    default = jobqueue.cluster_kwargs(
         make_config("extract", ["cluster=slurm", f"output.dir={out}"]).cluster, out=out, credentials=None
     )
     assert default["scheduler_options"]["dashboard"] is False

@@ -4,7 +4,6 @@ of 2 CPUs, partition debug. Skipped only where SLURM does not answer, and never 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -18,13 +17,19 @@ import pandas as pd
 import pytest
 
 from genre_hpc.core.errors import ClusterError
-from genre_hpc.flow import demo
 from genre_hpc.infra import config
 from genre_hpc.infra.cluster import connect
 
-from ..helpers import REPO, make_config
+from ..helpers import (
+    REPO,
+    assert_every_row_once,
+    dataset_rows,
+    extract_stage,
+    make_config,
+    require_scheduler,
+    script_env,
+)
 
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 DONE = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL"}
 
 
@@ -42,13 +47,7 @@ def _slurm_problem() -> str | None:
 
 @pytest.fixture(scope="module")
 def slurm() -> None:
-    problem = _slurm_problem()
-    if problem and CI:
-        pytest.fail(
-            f"CI=true but SLURM is not usable: {problem} (.ci/run starts it with slurm/dev-cluster.sh)"
-        )
-    if problem:
-        pytest.skip(f"{problem}; start one with `bash slurm/dev-cluster.sh start`")
+    require_scheduler(_slurm_problem(), "SLURM", "slurm/dev-cluster.sh")
 
 
 @pytest.fixture
@@ -64,38 +63,6 @@ def names() -> Iterator[Callable[[str], str]]:
     yield name
     for job_name in made:
         subprocess.run(["scancel", "-n", job_name], capture_output=True)
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("corpus")
-    demo.generate(root, n_per_genre=2, seconds=6)
-    return root
-
-
-@pytest.fixture(scope="module")
-def long_corpus(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """Enough audio for a run that lasts while a test cancels a job mid-run."""
-    return demo.generate(tmp_path_factory.mktemp("long-corpus"), n_per_genre=4, seconds=15)
-
-
-@pytest.fixture(scope="module")
-def local_rows(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
-    """The dry run: the sbatch script run by bash with cluster=local, no SLURM involved."""
-    out = tmp_path_factory.mktemp("local")
-    started = time.perf_counter()
-    done = subprocess.run(
-        ["bash", "slurm/extract.sh", "cluster=local", f"output.dir={out}", f"data.root={corpus}"],
-        cwd=REPO,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    seconds = time.perf_counter() - started
-    print(f"\nlocal extraction: {seconds:.1f} s wall, stage {_stage(out)['wall_seconds']:.1f} s")
-    return _rows(out)
 
 
 def test_extract_script_dry_run_with_cluster_local(local_rows: pd.DataFrame, corpus: Path) -> None:
@@ -123,14 +90,13 @@ def test_sbatch_extract_equals_local_with_the_jobs_asked_for_on_both_nodes(
 
     _wait(job, on_poll=watch)
     seconds = time.perf_counter() - submitted
-    print(
-        f"\nSLURM extraction: {seconds:.1f} s sbatch to end, stage {_stage(tmp_path)['wall_seconds']:.1f} s,"
-    )
+    stage_seconds = extract_stage(tmp_path)["wall_seconds"]
+    print(f"\nSLURM extraction: {seconds:.1f} s sbatch to end, stage {stage_seconds:.1f} s,")
     print(f"{_first_worker(tmp_path)}")
     _assert_completed(job, tmp_path)
     assert len(seen) == 3, seen  # cluster.jobs=3 -> three worker jobs in squeue
     assert set().union(*seen.values()) == {"n1", "n2"}, seen
-    pd.testing.assert_frame_equal(_rows(tmp_path), local_rows, check_exact=False, rtol=1e-5, atol=1e-5)
+    pd.testing.assert_frame_equal(dataset_rows(tmp_path), local_rows, check_exact=False, rtol=1e-5, atol=1e-5)
     _assert_no_jobs_left(worker)
     assert len(list((tmp_path / "logs" / "slurm").glob(f"{worker}-*.err"))) == 3
     assert list(tmp_path.glob(".dask-tls-*")) == []  # credentials deleted
@@ -143,7 +109,7 @@ def test_sbatch_train_trains_and_tunes_on_one_set_of_worker_jobs(
     root = long_corpus[0].parents[1]
     done = subprocess.run(
         ["bash", "slurm/extract.sh", "cluster=local", f"output.dir={tmp_path}", f"data.root={root}"],
-        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600,
+        cwd=REPO, env=script_env(), capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     job = _sbatch(
@@ -190,13 +156,7 @@ def test_scancel_of_a_worker_mid_run_keeps_every_row_exactly_once(
     _wait(job, on_poll=cancel_one_once_busy)
     _assert_completed(job, out)
     assert cancelled, "the run ended before a worker could be cancelled mid-run"
-    assert _stage(out)["tracks_processed"] == len(tracks)
-    rows = _rows(out)
-    assert not rows.duplicated(["track_id", "segment"]).any()
-    per_track = rows.groupby("track_id").segment.agg(["count", "min", "max"])
-    assert len(per_track) == len(tracks)
-    assert (per_track["min"] == 0).all() and (per_track["count"] == per_track["max"] + 1).all()
-    assert per_track["count"].nunique() == 1  # equal clips, equal segment counts
+    assert_every_row_once(out, tracks)
     _assert_no_jobs_left(worker)
     print(f"\nworker jobs seen: {sorted(workers)}, cancelled {cancelled}")
 
@@ -236,8 +196,8 @@ def test_slurm_runner_in_a_two_node_allocation(
     _wait(job)
     info = _assert_completed(job, tmp_path)
     assert info["NodeList"] == "n[1-2]" and info["NumTasks"] == "4"
-    assert _stage(tmp_path)["workers"] == 2  # 4 tasks: scheduler, client, 2 workers
-    pd.testing.assert_frame_equal(_rows(tmp_path), local_rows, check_exact=False, rtol=1e-5, atol=1e-5)
+    assert extract_stage(tmp_path)["workers"] == 2  # 4 tasks: scheduler, client, 2 workers
+    pd.testing.assert_frame_equal(dataset_rows(tmp_path), local_rows, check_exact=False, rtol=1e-5, atol=1e-5)
     _assert_no_jobs_left(driver)
 
 
@@ -321,12 +281,6 @@ def _foreign_client(address: str, attempt: str) -> str:
 # --- helpers -------------------------------------------------------------------------------------------
 
 
-def _env() -> dict[str, str]:
-    # the scripts run the test's own interpreter; conftest's GENRE_HPC_NUMBA_CACHE is inherited, so
-    # numba's code is primed once per session, not once per output.dir
-    return {**os.environ, "GENRE_HPC_PYTHON": sys.executable}
-
-
 def _compose(*overrides: str):
     cfg = make_config("extract", list(overrides))
     config.check(cfg)
@@ -337,7 +291,7 @@ def _sbatch(script: str, *overrides: str, driver: str, log: Path, extra: list[st
     done = subprocess.run(
         ["sbatch", "--parsable", f"--job-name={driver}", f"--output={log}", *extra, script, *overrides],
         cwd=REPO,
-        env=_env(),
+        env=script_env(),
         capture_output=True,
         text=True,
         check=True,
@@ -381,18 +335,6 @@ def _assert_no_jobs_left(name: str, within: float = 20) -> None:
     while (jobs := [j for j in _squeue(name) if j[1] != "COMPLETING"]) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert jobs == [], f"jobs named {name} still queued: {jobs}"
-
-
-def _rows(out: Path) -> pd.DataFrame:
-    """The dataset in a fixed order; float32 features agree to rounding across BLAS thread counts."""
-    frame = pd.read_parquet(out / "features")
-    frame["label"] = frame["label"].astype(str)
-    frame = frame[sorted(frame.columns)]
-    return frame.sort_values(["track_id", "segment"]).reset_index(drop=True)
-
-
-def _stage(out: Path) -> dict:
-    return json.loads((out / "manifest.json").read_text())["stages"]["extract"]
 
 
 def _first_worker(out: Path) -> str:

@@ -13,9 +13,9 @@ from genre_hpc.infra import jitcache
 # mmap threshold: each large numpy array is then mmap'd and page-faulted anew, and feature
 # extraction ran 1.6x slower in a worker than in a plain process (0.185 vs 0.113 s per 30-s clip).
 LOCAL_WORKER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
-# SLURM workers start their own nanny, which keeps Dask's trim threshold; a large mmap threshold
+# Batch-job workers start their own nanny, which keeps Dask's trim threshold; a large mmap threshold
 # lets big arrays reuse heap memory again (0.127 s per clip).
-SLURM_WORKER_ENV = {"MALLOC_MMAP_THRESHOLD_": str(64 * 2**20)}
+JOB_WORKER_ENV = {"MALLOC_MMAP_THRESHOLD_": str(64 * 2**20)}
 
 
 # Workers run this module first (Dask's --preload): each takes its own copy of the primed cache.
@@ -26,7 +26,7 @@ def prime_jit_cache(spec: DictConfig) -> None:
     """Compile librosa's and our numba code once, before any worker starts (jitcache says why).
 
     LocalCluster workers inherit the primed folder, and its bytecode as PYTHONPYCACHEPREFIX (read
-    from their first import on), through the environment; SLURM worker jobs get both from their
+    from their first import on), through the environment; batch worker jobs get both from their
     prologue; SLURMRunner ranks are CLI processes that already took their copy. With
     cluster.prime_worker_caches=false, local workers get neither and compile for themselves."""
     primed = jitcache.prime(spec.numba_cache_dir)

@@ -1,0 +1,288 @@
+"""dask-jobqueue clusters: the scheduler runs here (the driver), every worker is a batch job of its own.
+
+One builder for SLURM, SGE, PBS, LSF, HTCondor and OAR: `cluster.*` keys shared by all of them
+(conf/cluster/base/jobqueue.yaml) plus the row of schedulers.SCHEDULERS that `cluster.kind` names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from dask.utils import parse_bytes, parse_timedelta
+from distributed import Client
+from omegaconf import DictConfig
+
+from genre_hpc.core.errors import ClusterError, ConfigError
+from genre_hpc.core.layout import OutputLayout
+from genre_hpc.infra import jitcache
+from genre_hpc.infra.cluster.schedulers import SCHEDULERS, Scheduler
+from genre_hpc.infra.cluster.worker_env import JOB_WORKER_ENV, PRELOAD
+from genre_hpc.infra.tasks import describe
+
+log = logging.getLogger(__name__)
+
+# Keys a user may need to change when worker jobs are refused or never connect.
+WORKER_KEYS = (
+    "cluster.queue, cluster.account, cluster.cores, cluster.memory, cluster.walltime, cluster.interface"
+)
+
+
+def connect(cfg: DictConfig) -> Iterator[Client]:
+    """A client on a new cluster of `cfg.cluster.kind` with its worker jobs submitted; on exit the jobs
+    are cancelled."""
+    spec = cfg.cluster
+    with _ends_on_signals(SCHEDULERS[spec.kind].notice_signals), jobqueue_cluster(cfg) as cluster:
+        if spec.print_job_script:
+            log.info("dask: worker job script:\n%s", cluster.job_script())
+        _preflight(cluster, spec)
+        submitted = time.perf_counter()
+        if spec.adapt.maximum is not None:
+            cluster.adapt(minimum_jobs=spec.adapt.minimum, maximum_jobs=spec.adapt.maximum)
+            log.info("dask: adaptive, %d to %d worker jobs", spec.adapt.minimum, spec.adapt.maximum)
+        else:
+            cluster.scale(jobs=spec.jobs)
+            log.info("dask: submitting %d worker jobs", spec.jobs)
+        with Client(cluster) as client:
+            _wait_for_first_worker(client, cluster, spec)
+            log.info(
+                "dask: first worker connected %.1f s after submission; %s; scheduler %s, dashboard %s",
+                time.perf_counter() - submitted, describe(client), cluster.scheduler_address,
+                client.dashboard_link if spec.dashboard_address else "off",
+            )  # fmt: skip
+            yield client
+
+
+@contextmanager
+def jobqueue_cluster(cfg: DictConfig) -> Iterator[Any]:
+    """The dask-jobqueue cluster `cfg.cluster` describes (no jobs submitted yet); on exit its jobs are
+    cancelled and its temporary TLS credentials deleted."""
+    import dask_jobqueue
+
+    _restore_sigint_after_jobqueue_import()
+    spec = cfg.cluster
+    out = OutputLayout.of(cfg)
+    out.tls_parent.mkdir(parents=True, exist_ok=True)
+    credentials = None
+    if spec.security:
+        # private (0700) and per run: whoever reads the key can connect as a client
+        credentials = Path(tempfile.mkdtemp(prefix=".dask-tls-", dir=out.tls_parent))
+    cluster = None
+    try:
+        cls = getattr(dask_jobqueue, SCHEDULERS[spec.kind].cls)
+        cluster = cls(**cluster_kwargs(spec, out=out.root, credentials=credentials))
+        yield cluster
+    finally:
+        if cluster is not None:
+            cluster.close()
+            # the credential files live as long as these handles (close() deletes each file)
+            for name, value in list(vars(cluster).items()):
+                if name.startswith("_job_") and hasattr(value, "close"):
+                    value.close()
+        if credentials is not None:
+            shutil.rmtree(credentials, ignore_errors=True)
+
+
+def cluster_kwargs(spec: DictConfig, *, out: Path, credentials: Path | None) -> dict[str, Any]:
+    """Keyword arguments of the dask-jobqueue class for the `cluster=<kind>` config `spec`."""
+    row = SCHEDULERS[spec.kind]
+    python = str(spec.python or sys.executable)
+    lifetime, stagger = lifetime_seconds(spec)
+    extra_args = ["--preload", PRELOAD]  # each worker its own copy of the primed numba cache
+    if lifetime is not None:
+        extra_args += ["--lifetime", f"{lifetime}s", "--lifetime-stagger", f"{stagger}s"]
+    dashboard = spec.dashboard_address
+    logs = _absolute(spec.log_directory)
+    built_in = [line.format(log_directory=logs, job_name=spec.job_name) for line in row.directives]
+    kwargs: dict[str, Any] = {
+        "cores": spec.cores,
+        "processes": spec.processes,
+        "memory": spec.memory,
+        "queue": spec.queue,
+        "job_name": spec.job_name,
+        "job_extra_directives": [*built_in, *map(str, spec.job_extra_directives)],
+        "interface": spec.interface,
+        "local_directory": str(spec.local_directory),
+        "log_directory": str(logs),
+        "job_script_prologue": _prologue(spec, python, posix=row.posix_prologue),
+        "worker_extra_args": extra_args,
+        "death_timeout": spec.death_timeout,
+        "python": python,
+        # the http server always runs (health, metrics); without a dashboard keep it on localhost
+        "scheduler_options": {"dashboard": bool(dashboard), "dashboard_address": dashboard or "127.0.0.1:0"},
+    }
+    kwargs.update({key: spec[key] for key in row.own_keys})
+    if spec.kind == "htcondor":
+        _htcondor(kwargs, spec, row)
+    else:
+        kwargs["walltime"] = spec.walltime
+        kwargs[row.account] = spec.account
+    if credentials is not None:
+        kwargs["security"] = True
+        kwargs["shared_temp_directory"] = str(credentials)
+    return kwargs
+
+
+def _htcondor(kwargs: dict[str, Any], spec: DictConfig, row: Scheduler) -> None:
+    """HTCondor's submit description is a dict, and it has no walltime or account keyword: they
+    become `allowed_execute_duration` (the job is held past it) and `accounting_group`."""
+    directives = {}
+    for line in kwargs["job_extra_directives"]:  # "key = value" (check_spec made sure)
+        key, _, value = line.partition("=")
+        directives[key.strip()] = value.strip()
+    directives["allowed_execute_duration"] = row.walltime_seconds(spec.walltime)
+    if spec.account is not None:
+        directives["accounting_group"] = spec.account
+    kwargs["job_extra_directives"] = directives
+    kwargs.pop("queue")  # HTCondor matches machines; there is no queue to name
+
+
+def _prologue(spec: DictConfig, python: str, *, posix: bool) -> list[str]:
+    # HTCondor runs the prologue with /bin/sh -c, and $(...) is a submit-file macro there
+    lines = ['export USER="${USER:-`id -un`}"' if posix else 'export USER="${USER:-$(id -un)}"']
+    activate = Path(python).parent / "activate"
+    if activate.is_file():  # a venv: its bin/ on PATH for any tool the worker calls
+        lines.append(f"{'.' if posix else 'source'} {activate}")
+    # numba's cache, primed by the driver on the shared filesystem; each worker copies it to
+    # node-local scratch (jitcache.dask_setup), so a new node loads compiled code instead of compiling
+    primed = jitcache.primed_folder(spec.numba_cache_dir)
+    if spec.get("prime_worker_caches", True):
+        lines.append(f'export {jitcache.PRIMED_ENV}="{primed}"')
+        # and Python's bytecode of every module a worker imports, read from the job's first import on
+        bytecode = jitcache.bytecode_folder(primed)
+        lines.append(f'export PYTHONPYCACHEPREFIX="${{PYTHONPYCACHEPREFIX:-{bytecode}}}"')
+    else:
+        lines.append(f'export {jitcache.PRIMED_ENV}=""')
+    lines.append(f'export {jitcache.SCRATCH_ENV}="{spec.jit_scratch}"')
+    lines += [f"export {name}={value}" for name, value in JOB_WORKER_ENV.items()]
+    return lines + [str(line) for line in spec.job_script_prologue]
+
+
+def lifetime_seconds(spec: DictConfig) -> tuple[int | None, int]:
+    """(--lifetime, --lifetime-stagger) in seconds: workers retire before the walltime kills them."""
+    if spec.lifetime_margin is None:
+        return None, 0
+    wall = SCHEDULERS[spec.kind].walltime_seconds(spec.walltime)
+    margin = int(parse_timedelta(spec.lifetime_margin))
+    stagger = int(parse_timedelta(spec.lifetime_stagger or 0))
+    lifetime = wall - margin - stagger  # the stagger is +-, so the latest retirement is wall - margin
+    if lifetime < 30:
+        raise ConfigError(
+            "cluster.walltime",
+            f"{spec.walltime} leaves {lifetime} s of worker lifetime after lifetime_margin "
+            f"{spec.lifetime_margin} and lifetime_stagger {spec.lifetime_stagger}",
+            "raise cluster.walltime, or lower cluster.lifetime_margin / cluster.lifetime_stagger",
+        )
+    return lifetime, stagger
+
+
+def check_spec(spec: DictConfig) -> None:
+    """Values of a dask-jobqueue cluster or of slurm_runner that cannot work (called by config.check)."""
+    if spec.kind in SCHEDULERS:
+        if spec.processes > spec.cores:
+            raise ConfigError(
+                "cluster.processes", f"{spec.processes} is more than cluster.cores={spec.cores}"
+            )
+        for key in ("memory", *(("disk",) if spec.kind == "htcondor" else ())):
+            try:
+                parse_bytes(str(spec[key]))
+            except ValueError:
+                raise ConfigError(f"cluster.{key}", f"{spec[key]!r} is not a size", "e.g. 16GB") from None
+        for key in ("lifetime_margin", "lifetime_stagger"):
+            try:
+                parse_timedelta(spec[key] or 0)
+            except (ValueError, KeyError):
+                raise ConfigError(f"cluster.{key}", f"{spec[key]!r} is not a duration", "e.g. 5m") from None
+        lifetime_seconds(spec)
+        if not all(isinstance(line, str) for line in spec.job_extra_directives):
+            raise ConfigError(
+                "cluster.job_extra_directives", "must be a list of strings", "e.g. ['-l gpu=1']"
+            )
+        if spec.kind == "htcondor" and (bad := [x for x in spec.job_extra_directives if "=" not in x]):
+            raise ConfigError(
+                "cluster.job_extra_directives",
+                f"{bad[0]!r} is not a submit command",
+                'e.g. "+MaxRuntime = 3600"',
+            )
+        low, high = spec.adapt.minimum, spec.adapt.maximum
+        if (low is None) != (high is None):
+            raise ConfigError("cluster.adapt", "set both minimum and maximum, or neither")
+        if high is not None and not (isinstance(low, int) and isinstance(high, int) and 1 <= low <= high):
+            raise ConfigError(
+                "cluster.adapt", f"minimum={low!r}, maximum={high!r}", "need 1 <= minimum <= maximum"
+            )
+    timeout = spec.connect_timeout
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
+        raise ConfigError("cluster.connect_timeout", f"{timeout!r} is not a positive number of seconds")
+
+
+def _worker_keys(row: Scheduler) -> str:
+    return ", ".join([WORKER_KEYS, *(f"cluster.{key}" for key in row.own_keys)])
+
+
+def _preflight(cluster: Any, spec: DictConfig) -> None:
+    """Ask the scheduler about the worker script before submitting: a wrong queue, account or size
+    fails here, at once, where the scheduler can tell (SLURM, SGE)."""
+    row = SCHEDULERS[spec.kind]
+    if shutil.which(row.submit) is None:
+        raise ClusterError(
+            f"cluster={spec.kind}: `{row.submit}` is not on PATH; run on a submit host or use cluster=local"
+        )
+    if row.preflight is not None:
+        row.preflight(cluster.job_script(), _worker_keys(row))
+
+
+def _wait_for_first_worker(client: Client, cluster: Any, spec: DictConfig) -> None:
+    try:
+        client.wait_for_workers(1, timeout=spec.connect_timeout)
+    except (TimeoutError, asyncio.TimeoutError):
+        row = SCHEDULERS[spec.kind]
+        ids = [str(job.job_id) for job in cluster.workers.values() if getattr(job, "job_id", None)]
+        state = "no worker job could be submitted"
+        if ids:
+            state = "worker jobs: " + (row.states(ids) if row.states else ", ".join(ids))
+        raise ClusterError(
+            f"no Dask worker connected within cluster.connect_timeout={spec.connect_timeout} s ({state}). "
+            f"Pending jobs: check {_worker_keys(row)}; running jobs that never connect: check "
+            f"cluster.interface and the worker logs in {cluster._dummy_job.log_directory}"
+        ) from None
+
+
+@contextmanager
+def _ends_on_signals(notices: tuple[str, ...]) -> Iterator[None]:
+    """scancel, qdel and the walltime send SIGTERM (or a notice such as SGE's SIGUSR2 before its
+    SIGKILL): turn them into SystemExit so `finally` cancels the workers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    numbers = [signal.SIGTERM, *(getattr(signal, name) for name in notices)]
+    previous = {n: signal.signal(n, lambda signum, frame: sys.exit(128 + signum)) for n in numbers}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+_SIGINT_AT_START = signal.getsignal(signal.SIGINT)
+
+
+def _restore_sigint_after_jobqueue_import() -> None:
+    """Importing dask_jobqueue sets SIGINT to sys.exit (for its runner); keep Ctrl-C a KeyboardInterrupt."""
+    if threading.current_thread() is threading.main_thread() and _SIGINT_AT_START is not None:
+        signal.signal(signal.SIGINT, _SIGINT_AT_START)
+
+
+def _absolute(path: Any) -> Path:
+    path = Path(str(path)).expanduser()
+    return path if path.is_absolute() else (Path.cwd() / path).resolve()

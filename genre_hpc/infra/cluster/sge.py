@@ -1,0 +1,33 @@
+"""What only Grid Engine needs: `qsub -w v` of a worker job, and its jobs' states from qstat."""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+
+from genre_hpc.core.errors import ClusterError
+
+
+def preflight(job_script: str, keys: str) -> None:
+    """`qsub -w v` validates the worker script against the cell without submitting it: an unknown
+    queue, project or resource is refused here, at once, rather than pending for ever."""
+    with tempfile.NamedTemporaryFile("w", suffix=".sh") as script:
+        script.write(job_script)
+        script.flush()
+        done = subprocess.run(["qsub", "-w", "v", script.name], capture_output=True, text=True)
+    if done.returncode != 0:
+        message = " ".join((done.stderr or done.stdout).replace("Exiting.", "").split())
+        raise ClusterError(f"Grid Engine refuses the worker job ({message}): check {keys}")
+
+
+def states(ids: list[str]) -> str:
+    """'id state; ...' of Grid Engine jobs from `qstat` (qw pending, r running, E error; 'gone' once
+    they have left it)."""
+    done = subprocess.run(["qstat", "-u", "*"], capture_output=True, text=True)
+    wanted = set(ids)
+    found = [
+        f"{fields[0]} {fields[4]}"
+        for fields in (line.split() for line in done.stdout.splitlines()[2:])
+        if len(fields) > 4 and fields[0] in wanted
+    ]
+    return "; ".join(found) or "gone"

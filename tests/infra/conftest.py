@@ -1,0 +1,46 @@
+"""Corpora and the local dry run that the tests on a real scheduler (SLURM, SGE) compare against."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from genre_hpc.flow import demo
+
+from ..helpers import REPO, dataset_rows, extract_stage, script_env
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("corpus")
+    demo.generate(root, n_per_genre=2, seconds=6)
+    return root
+
+
+@pytest.fixture(scope="session")
+def long_corpus(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Enough audio for a run that lasts while a test cancels a job mid-run."""
+    return demo.generate(tmp_path_factory.mktemp("long-corpus"), n_per_genre=4, seconds=15)
+
+
+@pytest.fixture(scope="session")
+def local_rows(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    """The dry run: the sbatch script run by bash with cluster=local, no scheduler involved."""
+    out = tmp_path_factory.mktemp("local")
+    started = time.perf_counter()
+    done = subprocess.run(
+        ["bash", "slurm/extract.sh", "cluster=local", f"output.dir={out}", f"data.root={corpus}"],
+        cwd=REPO,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    seconds = time.perf_counter() - started
+    print(f"\nlocal extraction: {seconds:.1f} s wall, stage {extract_stage(out)['wall_seconds']:.1f} s")
+    return dataset_rows(out)

@@ -1,0 +1,223 @@
+"""The qsub scripts and SGECluster on a real Grid Engine (`bash sge/dev-cluster.sh start`): one host,
+queue all.q of 4 slots whose shell is /bin/sh. Skipped only where Grid Engine does not answer, and
+never when CI=true."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from genre_hpc.core.errors import ClusterError
+from genre_hpc.infra import config
+from genre_hpc.infra.cluster import connect
+
+from ..helpers import (
+    REPO,
+    assert_every_row_once,
+    dataset_rows,
+    extract_stage,
+    make_config,
+    require_scheduler,
+)
+
+pytestmark = pytest.mark.sge
+
+
+def _sge_problem() -> str | None:
+    if shutil.which("qstat") is None or shutil.which("qsub") is None:
+        return "Grid Engine's commands (qstat, qsub) are not installed"
+    try:
+        done = subprocess.run(["qstat", "-f", "-q", "all.q"], capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        return "qstat does not answer within 20 s"
+    if done.returncode != 0 or "all.q@" not in done.stdout:
+        return f"qstat fails: {done.stderr.strip() or 'no queue all.q'}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def sge() -> None:
+    require_scheduler(_sge_problem(), "Grid Engine", "sge/dev-cluster.sh")
+
+
+@pytest.fixture
+def names() -> Iterator[Callable[[str], str]]:
+    """Unique job names for one test; whatever still runs under them is deleted afterwards."""
+    tag = f"ghpc-test-{uuid.uuid4().hex[:8]}"
+    made: list[str] = []
+
+    def name(role: str) -> str:
+        made.append(f"{tag}-{role}")
+        return made[-1]
+
+    yield name
+    for job_name in made:
+        subprocess.run(["qdel", "-f", job_name], capture_output=True)
+
+
+def test_qsub_extract_equals_local_with_the_jobs_asked_for(
+    sge: None, names: Callable[[str], str], corpus: Path, local_rows: pd.DataFrame, tmp_path: Path
+) -> None:
+    worker = names("worker")
+    submitted = time.perf_counter()
+    job = _qsub(
+        "sge/extract.sh", "cluster=sge", "cluster.jobs=2", f"output.dir={tmp_path}", f"data.root={corpus}",
+        f"cluster.job_name={worker}", driver=names("driver"), log=tmp_path / "driver.out",
+    )  # fmt: skip
+    seen: set[str] = set()  # worker job ids qstat showed running
+
+    def watch() -> None:
+        seen.update(job_id for job_id, state in _qstat(worker) if state == "r")
+
+    _wait(job, on_poll=watch)
+    seconds = time.perf_counter() - submitted
+    stage_seconds = extract_stage(tmp_path)["wall_seconds"]
+    print(f"\nSGE extraction: {seconds:.1f} s qsub to end, stage {stage_seconds:.1f} s")
+    _assert_completed(job, tmp_path / "driver.out")
+    assert len(seen) == 2, seen  # cluster.jobs=2 -> two worker jobs
+    pd.testing.assert_frame_equal(dataset_rows(tmp_path), local_rows, check_exact=False, rtol=1e-5, atol=1e-5)
+    _assert_no_jobs_left(worker)
+    # the workers ran under bash although the queue's shell is /bin/sh, and logged where configured
+    logs = sorted((tmp_path / "logs" / "sge").glob(f"{worker}.o*"))
+    assert len(logs) == 2 and all("Start Nanny" in log.read_text() for log in logs), logs
+    assert list(tmp_path.glob(".dask-tls-*")) == []  # credentials deleted
+
+
+def test_qdel_of_a_worker_mid_run_keeps_every_row_exactly_once(
+    sge: None, names: Callable[[str], str], long_corpus: list[Path], tmp_path: Path
+) -> None:
+    tracks = long_corpus
+    out = tmp_path / "out"
+    worker = names("worker")
+    job = _qsub(
+        "sge/extract.sh", f"output.dir={out}", f"data.root={tracks[0].parents[1]}", "extract.batch_size=1",
+        "cluster.adapt.minimum=2", "cluster.adapt.maximum=2", f"cluster.job_name={worker}",
+        driver=names("driver"), log=tmp_path / "driver.out",
+    )  # fmt: skip
+    deleted: list[str] = []
+    workers: set[str] = set()
+
+    def delete_one_once_busy() -> None:
+        running = [job_id for job_id, state in _qstat(worker) if state == "r"]
+        workers.update(running)
+        parts = list((out / "features").rglob("*.parquet")) if (out / "features").exists() else []
+        if not deleted and len(running) == 2 and len(parts) >= 2:
+            subprocess.run(["qdel", running[0]], check=True, capture_output=True)
+            deleted.append(running[0])
+
+    _wait(job, on_poll=delete_one_once_busy)
+    _assert_completed(job, tmp_path / "driver.out")
+    assert deleted, "the run ended before a worker could be deleted mid-run"
+    assert_every_row_once(out, tracks)
+    _assert_no_jobs_left(worker)
+    print(f"\nworker jobs seen: {sorted(workers)}, deleted {deleted}")
+
+
+def test_qdel_of_the_driver_deletes_its_workers_and_credentials(
+    sge: None, names: Callable[[str], str], long_corpus: list[Path], tmp_path: Path
+) -> None:
+    """The scripts' -notify makes qdel send SIGUSR2 before its SIGKILL: the driver still closes its
+    cluster."""
+    worker = names("worker")
+    job = _qsub(
+        "sge/extract.sh", f"output.dir={tmp_path}", f"data.root={long_corpus[0].parents[1]}",
+        "extract.batch_size=1", f"cluster.job_name={worker}",
+        driver=names("driver"), log=tmp_path / "driver.out",
+    )  # fmt: skip
+    deadline = time.monotonic() + 180
+    while len([j for j in _qstat(worker) if j[1] == "r"]) < 2:
+        assert time.monotonic() < deadline, f"workers did not start: {_qstat(worker)}"
+        time.sleep(0.25)
+    subprocess.run(["qdel", job], check=True, capture_output=True)
+    _assert_no_jobs_left(worker, within=15)
+    _wait(job, timeout=60)
+    assert list(tmp_path.glob(".dask-tls-*")) == []  # and deleted the credentials
+    assert "submitting 2 worker jobs" in (tmp_path / "driver.out").read_text()
+
+
+def test_wrong_queue_fails_at_once_naming_the_keys(
+    sge: None, names: Callable[[str], str], tmp_path: Path
+) -> None:
+    worker = names("worker")
+    overrides = ["cluster=sge", f"output.dir={tmp_path}", "cluster.queue=no-such-queue"]
+    cfg = make_config("extract", [*overrides, f"cluster.job_name={worker}"])
+    config.check(cfg)
+    started = time.perf_counter()
+    with (
+        pytest.raises(ClusterError, match=r"unknown queue \"no-such-queue\".*cluster\.queue.*resource_spec"),
+        connect(cfg),
+    ):
+        pass
+    assert time.perf_counter() - started < 30
+    assert _qstat(worker) == []
+
+
+# --- helpers -------------------------------------------------------------------------------------------
+
+
+def _qsub(script: str, *overrides: str, driver: str, log: Path) -> str:
+    # qsub passes no environment: the driver is told which Python and which primed numba cache to use
+    env = f"GENRE_HPC_PYTHON={sys.executable},GENRE_HPC_NUMBA_CACHE={os.environ['GENRE_HPC_NUMBA_CACHE']}"
+    done = subprocess.run(
+        ["qsub", "-terse", "-N", driver, "-o", str(log), "-v", env, script, *overrides],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def _qstat(name: str) -> list[tuple[str, str]]:
+    """(job id, state) of the jobs named `name` that Grid Engine still holds (qw, r, dr, Eqw, ...)."""
+    done = subprocess.run(["qstat", "-u", "*", "-r"], capture_output=True, text=True)
+    jobs, current = [], None
+    for line in done.stdout.splitlines():
+        fields = line.split()
+        if fields and fields[0].isdigit():
+            current = (fields[0], fields[4])
+        elif current and line.strip().startswith("Full jobname:") and fields[-1] == name:
+            jobs.append(current)
+    return jobs
+
+
+def _wait(job_id: str, *, timeout: float = 300, on_poll: Callable[[], None] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while subprocess.run(["qstat", "-j", job_id], capture_output=True).returncode == 0:
+        if time.monotonic() > deadline:
+            subprocess.run(["qdel", job_id], capture_output=True)
+            pytest.fail(f"job {job_id} did not finish within {timeout} s")
+        if on_poll:
+            on_poll()
+        time.sleep(0.25)
+
+
+def _assert_completed(job_id: str, log: Path) -> dict[str, str]:
+    """qacct's record of the finished job (written a moment after qstat forgets it): exit status 0."""
+    deadline = time.monotonic() + 20
+    while (done := subprocess.run(["qacct", "-j", job_id], capture_output=True, text=True)).returncode:
+        assert time.monotonic() < deadline, f"no accounting record of job {job_id}: {done.stderr}"
+        time.sleep(0.5)
+    info = dict(re.findall(r"^(\w+)\s+(.*?)\s*$", done.stdout, flags=re.M))
+    if info.get("exit_status") != "0" or not info.get("failed", "").startswith("0"):
+        text = log.read_text()[-4000:] if log.is_file() else "(no log)"
+        pytest.fail(f"job {job_id}: failed {info.get('failed')}, exit {info.get('exit_status')}\n{text}")
+    return info
+
+
+def _assert_no_jobs_left(name: str, within: float = 20) -> None:
+    """The driver deleted its workers: none pending or running (dr: on its way out)."""
+    deadline = time.monotonic() + within
+    while (jobs := [j for j in _qstat(name) if "d" not in j[1]]) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert jobs == [], f"jobs named {name} still queued: {jobs}"
