@@ -13,6 +13,7 @@ from distributed import get_task_stream
 
 from genre_hpc.flow import demo
 from genre_hpc.flow.lineup import MODELS
+from genre_hpc.flow.metrics import interval_text
 from genre_hpc.flow.split import LEAK_WARNING
 from genre_hpc.flow.trainset import TrainingData
 from genre_hpc.stages import compare, evaluate, extract, report, train, validate
@@ -116,9 +117,30 @@ def test_report_page_names_every_figure_and_every_figure_is_a_png(evaluated, cor
     assert sorted(embedded) == files
     for name in files:
         assert (page.parent / name).read_bytes()[:8] == PNG, name
-    for must in ("class_balance.png", "correlation.png", "train_confusion.png", "example_metal.png"):
+    for must in ("class_balance.png", "correlation.png", "headline_confusion.png", "example_metal.png"):
         assert must in embedded
     assert "track accuracy" in html and "held-out tracks" in html
+
+
+def test_without_evaluate_the_headline_is_the_held_out_figure_named_by_its_split(evaluated, corpus):
+    out = evaluated.parent / "eval-held-out"
+    shutil.copytree(evaluated, out, ignore=shutil.ignore_patterns("evaluate", "report"), dirs_exist_ok=True)
+    html = run_stage(report, _cfg("report", out, corpus)).read_text()
+    metrics = json.loads((out / "metrics.json").read_text())
+    top = html.split("<section id=headline>")[1].split("</section>")[0]
+    figure = re.search(r"<p id=headline-figure>(.*?)</p>", top).group(1)
+    assert (
+        f"{metrics['track_accuracy']:.3f}" in figure and "held-out test side of the grouped split" in figure
+    )
+    assert f"{metrics['test_tracks']} held-out tracks" in top and "not cross-validated" in top
+    assert 'src="headline_confusion.png"' in top
+    # the headline is the first section: nothing of the corpus, the examples or the features before it
+    assert html.index("id=headline") < min(html.index(f"<h2>{t}</h2>") for t in ("Corpus", "Model (train)"))
+    # support counts test tracks: whole numbers, not "2.000"
+    support = re.findall(
+        r"<td>([\d.]+)</td>\s*</tr>", html.split("<h2>Model (train)</h2>")[1].split("</table>")[0]
+    )
+    assert support and all(s.isdigit() for s in support), support
 
 
 def test_predict_names_the_genre_of_clips_it_never_saw(evaluated, tmp_path):
@@ -234,16 +256,28 @@ def test_the_leak_shows_in_cross_validation_of_random_segments(evaluated, corpus
     assert scores["random_segments"] >= scores["grouped"] + 0.1, scores
 
 
-def test_every_accuracy_on_the_report_page_shows_its_interval_and_split(
-    cross_validated, evaluated, corpus, client
-):
-    run_stage(compare, _cfg("compare", evaluated, corpus, "compare.models=[knn]"), client)
-    page = run_stage(report, _cfg("report", evaluated, corpus)).read_text()
+@pytest.fixture(scope="module")
+def reported(cross_validated, evaluated, corpus, client):
+    """The report of a run with every result: train, evaluate (4 folds) and compare."""
+    run_stage(compare, _cfg("compare", evaluated, corpus, "compare.models=[knn,xgboost]"), client)
+    return run_stage(report, _cfg("report", evaluated, corpus))
+
+
+def test_every_accuracy_on_the_report_page_shows_its_interval_and_split(reported, cross_validated):
+    page = reported.read_text()
+    top = page.split("<section id=headline>")[1].split("</section>")[0]
+    track = cross_validated["metrics"]["track_accuracy"]
+    assert f"<b>{interval_text(track['mean'], track)}</b>, 4-fold cross-validation" in top
+    assert "Per track" in top and "Per segment" in top and "t interval of the mean over 4 folds" in top
+    assert 'src="headline_confusion.png"' in top and 'src="headline_comparison.png"' in top
     sections = {s.split("</h2>")[0]: s for s in page.split("<h2>")[1:]}
     train = sections["Model (train)"]
     assert "95% CI" in train and "grouped</b> split" in train and "bootstrap over the" in train
+    assert "per segment" in train and "per track" in train
     cv = sections["Cross-validation (evaluate)"]
     assert "95% CI" in cv and "4 folds" in cv and "whole tracks" in cv
-    assert 'src="evaluate_folds.png"' in cv and 'src="evaluate_confusion_matrix.png"' in cv
+    assert 'src="evaluate_folds.png"' in cv
+    assert "segment accuracy (per segment)" in cv and "track accuracy (per track)" in cv
     comparison = sections["Model comparison"]
-    assert "track_accuracy_low" in comparison and "grouped split" in comparison
+    assert "track accuracy 95 % low" in comparison and "grouped split" in comparison
+    assert "segment accuracy (per segment)" in comparison and "percentile bootstrap" in comparison
