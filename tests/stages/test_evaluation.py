@@ -2,8 +2,11 @@
 comparison on the cluster, the report page, and prediction on audio the model never saw."""
 
 import json
+import os
 import re
 import shutil
+import struct
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,6 +14,7 @@ import pytest
 import soundfile as sf
 from distributed import get_task_stream
 
+from genre_hpc.core.atomic import write_bytes
 from genre_hpc.flow import demo
 from genre_hpc.flow.lineup import MODELS
 from genre_hpc.flow.metrics import interval_text
@@ -18,7 +22,8 @@ from genre_hpc.flow.split import LEAK_WARNING
 from genre_hpc.flow.trainset import TrainingData
 from genre_hpc.stages import compare, evaluate, extract, report, train, validate
 
-from ..helpers import layout, make_config, run_cli, run_stage
+from ..browser import CHROMIUM, Chromium
+from ..helpers import REPO, layout, make_config, run_cli, run_stage
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -281,3 +286,71 @@ def test_every_accuracy_on_the_report_page_shows_its_interval_and_split(reported
     comparison = sections["Model comparison"]
     assert "track accuracy 95 % low" in comparison and "grouped split" in comparison
     assert "segment accuracy (per segment)" in comparison and "percentile bootstrap" in comparison
+
+
+# What the browser test measures on the page, once it has loaded: every image, where the headline
+# and its figures sit, the viewport, the page's height and the cells of every table's count columns
+MEASURE = """(() => {
+  const box = (el) => { const r = el.getBoundingClientRect(); return {top: r.top, bottom: r.bottom}; };
+  const figure = document.getElementById("headline-figure");
+  const counts = /^(support|folds|tracks|segments|test tracks|test segments)$/;
+  return {
+    viewport: [window.innerWidth, window.innerHeight],
+    height: document.documentElement.scrollHeight,
+    images: [...document.images].map((i) => ({src: i.getAttribute("src"), width: i.naturalWidth})),
+    figure: figure ? {text: figure.innerText, ...box(figure)} : null,
+    headline_images: [...document.querySelectorAll("#headline img")].map(
+      (i) => ({src: i.getAttribute("src"), ...box(i)})),
+    counts: [...document.querySelectorAll("table.data")].flatMap((table) => {
+      // textContent, not innerText: a folded table is not rendered, and innerText reads only what is
+      const heads = [...table.querySelectorAll("thead th")].map((th) => th.textContent.trim());
+      return [...table.querySelectorAll("tbody tr")].flatMap((tr) =>
+        [...tr.children].filter((td, k) => counts.test(heads[k] || "")).map((td) => td.textContent.trim()));
+    }),
+  };
+})()"""
+WINDOW = (1280, 900)
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Debian's headless Chromium; skipped where it is not installed, unless CI=true (.ci/run installs it)."""
+    if not CHROMIUM.exists():
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"CI=true but {CHROMIUM} is missing: .ci/run installs Debian's chromium package")
+        pytest.skip(f"{CHROMIUM} is missing: `apt-get install chromium` renders the report in a browser")
+    with Chromium() as browser:
+        yield browser
+
+
+@pytest.mark.slow
+def test_the_report_leads_with_the_cross_validated_answer_in_a_real_browser(
+    reported, cross_validated, evaluated, chromium
+):
+    shown = chromium.render(reported.as_uri(), width=WINDOW[0], height=WINDOW[1], measure=MEASURE)
+    page = shown.measured
+    # keep the first screen: under the run's output folder, and where CI collects its artifacts
+    screenshot = layout(_cfg("report", evaluated, evaluated)).report_screenshot
+    write_bytes(screenshot, shown.screenshot)
+    artifacts = Path(os.environ.get("GENRE_HPC_ARTIFACTS") or REPO / ".ci" / "artifacts")
+    artifacts.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(screenshot, artifacts / "report-first-screen.png")
+
+    assert shown.errors == []
+    assert shown.screenshot[:8] == PNG and struct.unpack(">II", shown.screenshot[16:24]) == WINDOW
+    assert page["viewport"] == list(WINDOW)
+    # every figure the page names was fetched and decoded, the folded ones included
+    named = re.findall(r'<img src="([^"]+)"', reported.read_text())
+    assert sorted(i["src"] for i in page["images"]) == sorted(named) and len(named) >= 15
+    assert [i["src"] for i in page["images"] if i["width"] == 0] == []
+    # the first screen holds the answer, the model comparison and the confusion matrix
+    track = cross_validated["metrics"]["track_accuracy"]
+    assert f"track accuracy {interval_text(track['mean'], track)}" in page["figure"]["text"]
+    assert page["figure"]["top"] >= 0 and page["figure"]["bottom"] <= WINDOW[1]
+    first_screen = {i["src"] for i in page["headline_images"]}
+    assert first_screen == {"headline_confusion.png", "headline_comparison.png"}
+    assert all(i["bottom"] <= WINDOW[1] for i in page["headline_images"]), page["headline_images"]
+    # counts are whole numbers wherever a table has them
+    assert page["counts"] and all(c.isdigit() for c in page["counts"]), page["counts"]
+    # folded, the examples and the correlation matrix no longer make the page ~14,000 px tall
+    assert page["height"] < 6000, page["height"]
