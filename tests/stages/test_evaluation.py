@@ -325,8 +325,8 @@ def chromium():
 
 @pytest.mark.slow
 def test_the_report_leads_with_the_cross_validated_answer_in_a_real_browser(
-    reported, cross_validated, evaluated, chromium
-):
+    chromium, reported, cross_validated, evaluated
+):  # chromium first: without a browser the test skips before the run it would render is made
     shown = chromium.render(reported.as_uri(), width=WINDOW[0], height=WINDOW[1], measure=MEASURE)
     page = shown.measured
     # keep the first screen: under the run's output folder, and where CI collects its artifacts
