@@ -63,7 +63,7 @@ def _evaluation(out: OutputLayout, page: Page, shown: headline.Shown) -> str:
     rows = pd.DataFrame(
         [
             {"metric": _metric_name(name), "mean over folds": info["mean"], "std over folds": info["std"],
-             "95 % interval (low)": info["low"], "95 % interval (high)": info["high"]}
+             "95 % t interval (low)": info["low"], "95 % t interval (high)": info["high"]}
             for name, info in metrics.items()
         ]
     )  # fmt: skip
