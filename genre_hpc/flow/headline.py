@@ -88,7 +88,22 @@ def held_out_text(metrics: dict[str, Any]) -> str:
         f"per track{_count(metrics, 'test_tracks', 'tracks')}, track macro-F1 "
         f"{metrics['track_macro_f1']:.3f} &mdash; on the test side of the "
         f"<b>{html.escape(split['name'])}</b> split{leak_note(split.get('leaky', False))}: "
-        f"{html.escape(split['description'])}"
+        f"{html.escape(split['description'])}{absent_labels(split)}"
+    )
+
+
+def absent_labels(split: dict[str, Any]) -> str:
+    """The genres a split's side lacks, as HTML: where real metadata leaves a genre on one side only,
+    the numbers beside it mean less than they seem (splits record `labels_absent_from_*`)."""
+    notes = {
+        "labels_absent_from_training": "not on the training side (the model cannot name them, so their "
+        "test tracks count as wrong)",
+        "labels_absent_from_test": "not on the test side (trained on, not scored)",
+    }
+    return "".join(
+        f" <b class=leak>Genres {html.escape(text)}: {html.escape(', '.join(split[key]))}.</b>"
+        for key, text in notes.items()
+        if split.get(key)
     )
 
 
@@ -145,7 +160,7 @@ def _held_out(out: OutputLayout) -> Answer | None:
         f"Per track (a track's segments vote), on the {html.escape(side_name(metrics))}: one split"
         f"{_count(metrics, 'test_tracks', 'held-out tracks')}, not cross-validated. "
         + (f"Interval: {html.escape(interval['method'])}. " if interval else "")
-        + f"Per segment (each segment alone): {metrics['segment_accuracy']:.3f}. "
+        + f"Per segment (each segment alone): {metrics['segment_accuracy']:.3f}.{absent_labels(split)} "
         "<code>genre-hpc evaluate</code> gives the cross-validated figure, every track tested once."
     )
     return Answer(
