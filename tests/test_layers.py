@@ -32,7 +32,7 @@ FLOW_ORDER = (
     # model
     "split", "trainset", "metrics", "shares", "model", "lineup",
     # report
-    "plots", "report",
+    "plots", "page", "headline", "report",
 )  # fmt: skip
 
 # Which layer may import which; a layer not listed for itself may not import its own modules.

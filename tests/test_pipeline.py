@@ -75,6 +75,12 @@ def test_tune_writes_cv_table_best_params_and_final_model(pipeline):
     best = json.loads((out / "tune" / "best_params.json").read_text())
     assert set(best["best_params"]) == {"max_depth", "learning_rate", "n_estimators"}
     assert "grouped by track" in best["cv"]
+    # GridSearchCV scores segment rows: the file and the report say so beside the test side's track score
+    assert best["scored_per"] == "segment"
+    page = (out / "report" / "index.html").read_text()
+    tuning = page.split("<h2>Tuning</h2>")[1].split("</section>")[0]
+    assert f"cv accuracy per segment <b>{best['best_cv_score']:.3f}</b>" in tuning
+    assert "each segment scored alone" in tuning and "per track" in tuning
     assert (out / "tune" / "model" / "model.ubj").exists()
     tuned = json.loads((out / "tune" / "metrics.json").read_text())
     assert tuned["split"]["name"] == "grouped" and 0 <= tuned["track_accuracy"] <= 1

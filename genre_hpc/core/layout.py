@@ -252,6 +252,11 @@ class OutputLayout:
         return self.report / "index.html"
 
     @property
+    def report_screenshot(self) -> Path:
+        """The page's first screen (1280 x 900) as Chromium drew it: the browser test's CI artifact."""
+        return self.report / "screenshots" / "first-screen.png"
+
+    @property
     def predictions(self) -> Path:
         return self.root / "predictions"
 

@@ -39,7 +39,7 @@ def cv_results_png(results, path: Path, *, scoring: str) -> Path:
     ax.barh(range(len(labels)), ranked["mean_test_score"], xerr=ranked["std_test_score"],
             color="tab:blue", alpha=0.8)  # fmt: skip
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
-    ax.set_xlabel(f"mean CV {scoring} (track-grouped folds of the training tracks)")
+    ax.set_xlabel(f"mean CV {scoring} over folds of the training side")
     ax.set_title("grid search", fontsize=10)
     return _save(fig, path)
 

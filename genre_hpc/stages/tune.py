@@ -88,11 +88,14 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
         "best_params": best,
         "best_cv_score": float(best_row.mean_test_score),
         "scoring": cfg.search.scoring,
+        # GridSearchCV scores the rows it is handed, segments, each alone: not the tracks' vote that
+        # train's and evaluate's track accuracy are, so every place that shows it says so
+        "scored_per": "segment",
         "cv": fold_kind,
         "search_seconds": search_seconds,
     }
     write_json(out.best_params, summary)
-    plots.cv_results_png(results, out.cv_figure, scoring=cfg.search.scoring)
+    plots.cv_results_png(results, out.cv_figure, scoring=f"{cfg.search.scoring} per segment")
 
     metrics = model.fit_and_evaluate(client, data, params={**base, **best}, files=out.tune_model)
     metrics["tuning"] = summary
@@ -110,7 +113,7 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
         },
     )
     log.info(
-        "tune: best %s (cv %s %.3f); %s, test side: segment accuracy %.3f, "
+        "tune: best %s (cv %s per segment %.3f); %s, test side: segment accuracy %.3f, "
         "track accuracy %s (%.1f s)",
         best, cfg.search.scoring, summary["best_cv_score"], data.split.label(), metrics["segment_accuracy"],
         interval_text(metrics["track_accuracy"], metrics["track_accuracy_interval"]), metrics["wall_seconds"],

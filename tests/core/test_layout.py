@@ -25,6 +25,7 @@ def test_every_documented_path_comes_from_the_layout(tmp_path):
         "tune/metrics.json": out.tune_metrics,
         "compare/grouped/comparison.csv": out.comparison("grouped").table,
         "report/index.html": out.report_page,
+        "report/screenshots/first-screen.png": out.report_screenshot,
         "predictions/predictions.csv": out.predictions_table,
         "predictions/predictions.json": out.predictions_records,
         "bench/bench.json": out.bench.record,

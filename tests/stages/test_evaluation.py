@@ -2,8 +2,11 @@
 comparison on the cluster, the report page, and prediction on audio the model never saw."""
 
 import json
+import os
 import re
 import shutil
+import struct
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,13 +14,16 @@ import pytest
 import soundfile as sf
 from distributed import get_task_stream
 
+from genre_hpc.core.atomic import write_bytes
 from genre_hpc.flow import demo
 from genre_hpc.flow.lineup import MODELS
+from genre_hpc.flow.metrics import interval_text
 from genre_hpc.flow.split import LEAK_WARNING
 from genre_hpc.flow.trainset import TrainingData
 from genre_hpc.stages import compare, evaluate, extract, report, train, validate
 
-from ..helpers import layout, make_config, run_cli, run_stage
+from ..browser import CHROMIUM, Chromium
+from ..helpers import REPO, layout, make_config, run_cli, run_stage
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -116,9 +122,30 @@ def test_report_page_names_every_figure_and_every_figure_is_a_png(evaluated, cor
     assert sorted(embedded) == files
     for name in files:
         assert (page.parent / name).read_bytes()[:8] == PNG, name
-    for must in ("class_balance.png", "correlation.png", "train_confusion.png", "example_metal.png"):
+    for must in ("class_balance.png", "correlation.png", "headline_confusion.png", "example_metal.png"):
         assert must in embedded
     assert "track accuracy" in html and "held-out tracks" in html
+
+
+def test_without_evaluate_the_headline_is_the_held_out_figure_named_by_its_split(evaluated, corpus):
+    out = evaluated.parent / "eval-held-out"
+    shutil.copytree(evaluated, out, ignore=shutil.ignore_patterns("evaluate", "report"), dirs_exist_ok=True)
+    html = run_stage(report, _cfg("report", out, corpus)).read_text()
+    metrics = json.loads((out / "metrics.json").read_text())
+    top = html.split("<section id=headline>")[1].split("</section>")[0]
+    figure = re.search(r"<p id=headline-figure>(.*?)</p>", top).group(1)
+    assert (
+        f"{metrics['track_accuracy']:.3f}" in figure and "held-out test side of the grouped split" in figure
+    )
+    assert f"{metrics['test_tracks']} held-out tracks" in top and "not cross-validated" in top
+    assert 'src="headline_confusion.png"' in top
+    # the headline is the first section: nothing of the corpus, the examples or the features before it
+    assert html.index("id=headline") < min(html.index(f"<h2>{t}</h2>") for t in ("Corpus", "Model (train)"))
+    # support counts test tracks: whole numbers, not "2.000"
+    support = re.findall(
+        r"<td>([\d.]+)</td>\s*</tr>", html.split("<h2>Model (train)</h2>")[1].split("</table>")[0]
+    )
+    assert support and all(s.isdigit() for s in support), support
 
 
 def test_predict_names_the_genre_of_clips_it_never_saw(evaluated, tmp_path):
@@ -234,17 +261,28 @@ def test_the_leak_shows_in_cross_validation_of_random_segments(evaluated, corpus
     assert scores["random_segments"] >= scores["grouped"] + 0.1, scores
 
 
-def test_every_accuracy_on_the_report_page_shows_its_interval_and_split(
-    cross_validated, evaluated, corpus, client
-):
-    run_stage(compare, _cfg("compare", evaluated, corpus, "compare.models=[knn]"), client)
-    page = run_stage(report, _cfg("report", evaluated, corpus)).read_text()
+@pytest.fixture(scope="module")
+def reported(cross_validated, evaluated, corpus, client):
+    """The report of a run with every result: train, evaluate (4 folds) and compare."""
+    run_stage(compare, _cfg("compare", evaluated, corpus, "compare.models=[knn,xgboost]"), client)
+    return run_stage(report, _cfg("report", evaluated, corpus))
+
+
+def test_every_accuracy_on_the_report_page_shows_its_interval_and_split(reported, cross_validated):
+    page = reported.read_text()
+    top = page.split("<section id=headline>")[1].split("</section>")[0]
+    track = cross_validated["metrics"]["track_accuracy"]
+    assert f"<b>{interval_text(track['mean'], track)}</b>, 4-fold cross-validation" in top
+    assert "Per track" in top and "Per segment" in top and "t interval of the mean over 4 folds" in top
+    assert 'src="headline_confusion.png"' in top and 'src="headline_comparison.png"' in top
     sections = {s.split("</h2>")[0]: s for s in page.split("<h2>")[1:]}
     train = sections["Model (train)"]
     assert "95% CI" in train and "grouped</b> split" in train and "bootstrap over the" in train
+    assert "per segment" in train and "per track" in train
     cv = sections["Cross-validation (evaluate)"]
     assert "95% CI" in cv and "4 folds" in cv and "whole tracks" in cv
-    assert 'src="evaluate_folds.png"' in cv and 'src="evaluate_confusion_matrix.png"' in cv
+    assert 'src="evaluate_folds.png"' in cv
+    assert "segment accuracy (per segment)" in cv and "track accuracy (per track)" in cv
     comparison = sections["Model comparison"]
     assert "track_accuracy_low" in comparison and "grouped split" in comparison
 
@@ -263,3 +301,75 @@ def test_the_pooled_interval_does_not_depend_on_the_order_folds_finish_in():
 
     reordered = np.concatenate([per_fold[k]["correct_tracks"] for k in (2, 0, 1)])
     assert bootstrap_interval(pooled) != bootstrap_interval(reordered)
+
+
+    assert "track accuracy 95 % low" in comparison and "grouped split" in comparison
+    assert "segment accuracy (per segment)" in comparison and "percentile bootstrap" in comparison
+
+
+# What the browser test measures on the page, once it has loaded: every image, where the headline
+# and its figures sit, the viewport, the page's height and the cells of every table's count columns
+MEASURE = """(() => {
+  const box = (el) => { const r = el.getBoundingClientRect(); return {top: r.top, bottom: r.bottom}; };
+  const figure = document.getElementById("headline-figure");
+  const counts = /^(support|folds|tracks|segments|test tracks|test segments)$/;
+  return {
+    viewport: [window.innerWidth, window.innerHeight],
+    height: document.documentElement.scrollHeight,
+    images: [...document.images].map((i) => ({src: i.getAttribute("src"), width: i.naturalWidth})),
+    figure: figure ? {text: figure.innerText, ...box(figure)} : null,
+    headline_images: [...document.querySelectorAll("#headline img")].map(
+      (i) => ({src: i.getAttribute("src"), ...box(i)})),
+    counts: [...document.querySelectorAll("table.data")].flatMap((table) => {
+      // textContent, not innerText: a folded table is not rendered, and innerText reads only what is
+      const heads = [...table.querySelectorAll("thead th")].map((th) => th.textContent.trim());
+      return [...table.querySelectorAll("tbody tr")].flatMap((tr) =>
+        [...tr.children].filter((td, k) => counts.test(heads[k] || "")).map((td) => td.textContent.trim()));
+    }),
+  };
+})()"""
+WINDOW = (1280, 900)
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Debian's headless Chromium; skipped where it is not installed, unless CI=true (.ci/run installs it)."""
+    if not CHROMIUM.exists():
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"CI=true but {CHROMIUM} is missing: .ci/run installs Debian's chromium package")
+        pytest.skip(f"{CHROMIUM} is missing: `apt-get install chromium` renders the report in a browser")
+    with Chromium() as browser:
+        yield browser
+
+
+@pytest.mark.slow
+def test_the_report_leads_with_the_cross_validated_answer_in_a_real_browser(
+    chromium, reported, cross_validated, evaluated
+):  # chromium first: without a browser the test skips before the run it would render is made
+    shown = chromium.render(reported.as_uri(), width=WINDOW[0], height=WINDOW[1], measure=MEASURE)
+    page = shown.measured
+    # keep the first screen: under the run's output folder, and where CI collects its artifacts
+    screenshot = layout(_cfg("report", evaluated, evaluated)).report_screenshot
+    write_bytes(screenshot, shown.screenshot)
+    artifacts = Path(os.environ.get("GENRE_HPC_ARTIFACTS") or REPO / ".ci" / "artifacts")
+    artifacts.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(screenshot, artifacts / "report-first-screen.png")
+
+    assert shown.errors == []
+    assert shown.screenshot[:8] == PNG and struct.unpack(">II", shown.screenshot[16:24]) == WINDOW
+    assert page["viewport"] == list(WINDOW)
+    # every figure the page names was fetched and decoded, the folded ones included
+    named = re.findall(r'<img src="([^"]+)"', reported.read_text())
+    assert sorted(i["src"] for i in page["images"]) == sorted(named) and len(named) >= 15
+    assert [i["src"] for i in page["images"] if i["width"] == 0] == []
+    # the first screen holds the answer, the model comparison and the confusion matrix
+    track = cross_validated["metrics"]["track_accuracy"]
+    assert f"track accuracy {interval_text(track['mean'], track)}" in page["figure"]["text"]
+    assert page["figure"]["top"] >= 0 and page["figure"]["bottom"] <= WINDOW[1]
+    first_screen = {i["src"] for i in page["headline_images"]}
+    assert first_screen == {"headline_confusion.png", "headline_comparison.png"}
+    assert all(i["bottom"] <= WINDOW[1] for i in page["headline_images"]), page["headline_images"]
+    # counts are whole numbers wherever a table has them
+    assert page["counts"] and all(c.isdigit() for c in page["counts"]), page["counts"]
+    # folded, the examples and the correlation matrix no longer make the page ~14,000 px tall
+    assert page["height"] < 6000, page["height"]
