@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import dask
 import dask.array as da
 import dask.dataframe as dd
 import numpy as np
@@ -41,12 +40,6 @@ class Standardizer:
     names: list[str]
     mean: pd.Series
     std: pd.Series
-
-    @classmethod
-    def fit(cls, frame: dd.DataFrame, names: list[str]) -> Standardizer:
-        mean, std = dask.compute(frame[names].mean(), frame[names].std())
-        std = std.replace(0.0, 1.0)  # a constant feature carries no information; avoid 0/0
-        return cls(names, mean, std)
 
     @classmethod
     def combine(cls, moments: list[tuple[int, np.ndarray, np.ndarray]], names: list[str]) -> Standardizer:
