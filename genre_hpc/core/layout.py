@@ -134,6 +134,20 @@ class BenchFiles:
         return self.folder / "new_worker.csv"
 
     @property
+    def mp3(self) -> Path:
+        """End to end on 44.1 kHz stereo MP3, the package against the study's method (bench.mp3_clips)."""
+        return self.folder / "mp3.csv"
+
+    @property
+    def mp3_decode(self) -> Path:
+        """The package's decode path against libsndfile's own decode and librosa.load, same MP3 files."""
+        return self.folder / "mp3_decode.csv"
+
+    @property
+    def mp3_parity(self) -> Path:
+        return self.folder / "mp3_parity.csv"
+
+    @property
     def record(self) -> Path:
         return self.folder / "bench.json"
 
