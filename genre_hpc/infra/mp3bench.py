@@ -31,10 +31,11 @@ LIBROSA_LOAD = "librosa.load (mono, resampled)"
 
 
 def mp3_corpus(root: Path, n: int, *, seconds: float, seed: int) -> list[str]:
-    """`n` demo clips as 44.1 kHz stereo MP3 under `root` (written once, kept), genres interleaved."""
+    """`n` demo clips as 44.1 kHz stereo MP3 under `root`/<seconds>s (written once, kept; one folder per
+    length, as demo.generate keeps what it finds), genres interleaved."""
     per_genre = math.ceil(n / len(demo.GENRES))
-    paths = demo.generate(root, n_per_genre=per_genre, seconds=seconds, sample_rate=44100, seed=seed,
-                          fmt="mp3", channels=2)  # fmt: skip
+    paths = demo.generate(root / f"{seconds:g}s", n_per_genre=per_genre, seconds=seconds, sample_rate=44100,
+                          seed=seed, fmt="mp3", channels=2)  # fmt: skip
     by_rank = sorted(paths, key=lambda p: (int(p.name.split(".")[1]), p.parent.name))
     return [str(p) for p in by_rank[:n]]
 

@@ -98,7 +98,7 @@ def test_mp3_probe_times_both_extractors_and_decoders_on_44k_stereo_mp3(tmp_path
     )
     record = run_stage(bench, cfg)
     files = layout(cfg).bench
-    clips = sorted((tmp_path / "bench-corpus-mp3").rglob("*.mp3"))
+    clips = sorted((tmp_path / "bench-corpus-mp3" / "6s").rglob("*.mp3"))
     assert len(clips) == 10  # one per genre covers 3
     info = sf.info(clips[0])
     assert (info.format, info.samplerate, info.channels) == ("MP3", 44100, 2)
