@@ -6,6 +6,7 @@ then metadata such as `split` and `artist`) and the tracks they skipped, each wi
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,14 +139,15 @@ def _locate(frame: pd.DataFrame, root: Path, *, no_label: str) -> Labelled:
     """Find each track's file under `root`; tracks without a label or a file are skipped with the reason."""
     root = root.resolve()
     frame = frame.sort_values("track_id").reset_index(drop=True)
+    # os.path, not pathlib: building two Path objects per track cost more than its stat (0.4 s at 10^4)
+    paths = [os.path.join(root, track_id) for track_id in frame.track_id]
     sizes = []
-    for track_id in frame.track_id:
+    for path in paths:
         try:
-            sizes.append((root / track_id).stat().st_size)
+            sizes.append(os.stat(path).st_size)
         except OSError:
             sizes.append(-1)
-    first = {"track_id": frame.track_id, "path": [str(root / t) for t in frame.track_id],
-             "label": frame.label, "size_bytes": sizes}  # fmt: skip
+    first = {"track_id": frame.track_id, "path": paths, "label": frame.label, "size_bytes": sizes}
     frame = pd.DataFrame({**first, **{c: frame[c] for c in frame.columns if c not in first}})
     reason = pd.Series(None, index=frame.index, dtype=object)
     reason[frame.size_bytes < 0] = NO_FILE
