@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -39,14 +40,19 @@ def write(out: OutputLayout, table: pd.DataFrame) -> None:
 def pending(tracks: pd.DataFrame, previous: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(tracks to probe, rows to keep): a file probed before with the same path and size is kept.
 
-    Both are frames: at 10^5 tracks a list of row dicts cost a second to make and another to read."""
-    keys = ["track_id", "path", "size_bytes"]
+    Compared as Python sets of the column values: pandas' merge and isin on string columns took
+    0.15-0.3 s per 10^4 tracks here (pandas 3.1), sets of the same values a few milliseconds."""
+    previous = previous.drop(columns=["duplicate_of"], errors="ignore")
     if not len(previous):
-        return tracks, previous.drop(columns=["duplicate_of"], errors="ignore")
-    same = tracks[keys].merge(previous[keys], on=keys, how="left", indicator=True)
-    todo = tracks[(same["_merge"] == "left_only").to_numpy()]
-    keep = previous[previous.track_id.isin(tracks.track_id) & ~previous.track_id.isin(todo.track_id)]
-    return todo, keep.drop(columns=["duplicate_of"], errors="ignore")
+        return tracks, previous
+    keys = ["track_id", "path", "size_bytes"]
+    known = set(zip(*(previous[key].tolist() for key in keys), strict=True))
+    current = zip(*(tracks[key].tolist() for key in keys), strict=True)
+    todo = tracks[np.fromiter((row not in known for row in current), dtype=bool, count=len(tracks))]
+    listed, again = set(tracks.track_id.tolist()), set(todo.track_id.tolist())
+    ids = previous.track_id.tolist()
+    keep = np.fromiter((t in listed and t not in again for t in ids), dtype=bool, count=len(ids))
+    return todo, previous[keep]
 
 
 def probe_batch(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -89,9 +95,13 @@ def merge_hashes(out: OutputLayout, hashes: pd.DataFrame) -> pd.DataFrame:
     """Put extract's content hashes (track_id, content_hash) into validation.parquet and find the
     copies again; rows of tracks that validate did not see are added with the hash alone."""
     table = read(out).drop(columns=["duplicate_of"])
-    known = hashes.set_index("track_id").content_hash
-    table["content_hash"] = table.track_id.map(known).fillna(table.content_hash).astype(object)
-    new = hashes[~hashes.track_id.isin(table.track_id)]
+    # dicts and sets, not Series.map and isin on string columns: see `pending`
+    known = dict(zip(hashes.track_id.tolist(), hashes.content_hash.tolist(), strict=True))
+    ids, before = table.track_id.tolist(), table.content_hash.tolist()
+    table["content_hash"] = pd.Series([known.get(t, b) for t, b in zip(ids, before, strict=True)],
+                                      index=table.index, dtype=object)  # fmt: skip
+    listed = set(ids)
+    new = hashes[[track_id not in listed for track_id in hashes.track_id.tolist()]]
     if len(new):
         table = pd.concat([table, new.reindex(columns=table.columns)], ignore_index=True)
     table = with_duplicates(table)
@@ -120,7 +130,14 @@ def summarize(table: pd.DataFrame) -> dict[str, Any]:
     # vectorised: a Python call per group took seconds at 10^5 tracks
     copies = hashed[hashed.content_hash.duplicated(keep=False)].sort_values(["content_hash", "track_id"])
     groups = copies.groupby("content_hash", sort=False)
-    duplicates = [list(ids) for ids in groups.track_id.agg(tuple)]
+    # one pass over the sorted copies: groupby's agg(tuple) made a Series per group (0.27 s for 2,000)
+    duplicates: list[list[str]] = []
+    last = None
+    for content_hash, track_id in zip(copies.content_hash.tolist(), copies.track_id.tolist(), strict=True):
+        if content_hash != last:
+            duplicates.append([])
+            last = content_hash
+        duplicates[-1].append(track_id)
     return {
         "files": len(table),
         "undecodable": int(table.error.notna().sum()),
