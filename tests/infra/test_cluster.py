@@ -169,15 +169,6 @@ def test_workers_retire_a_margin_before_the_walltime(
     assert lifetime_s + stagger_s <= slurm.walltime_seconds(walltime) - parse_timedelta(margin)
 
 
-def test_workers_start_under_a_nanny_unless_told_not_to(tmp_path: Path) -> None:
-    script, _ = job_script(tmp_path)
-    assert "--nanny" in script.splitlines()[-1] and "--no-nanny" not in script
-    script, _ = job_script(tmp_path, "cluster.nanny=false")
-    command = script.splitlines()[-1]
-    assert "--no-nanny" in command and "--preload genre_hpc.infra.jitcache" in command
-    assert "--lifetime" in command  # the worker retires itself before the walltime, nanny or not
-
-
 def test_lifetime_can_be_turned_off(tmp_path: Path) -> None:
     script, _ = job_script(tmp_path, "cluster.lifetime_margin=null")
     assert "--lifetime" not in script
@@ -196,7 +187,6 @@ def test_lifetime_can_be_turned_off(tmp_path: Path) -> None:
         (["cluster.jobs=0"], "cluster.jobs"),
         (["cluster.connect_timeout=0"], "cluster.connect_timeout"),
         (["cluster.lifetime_margin=later"], "cluster.lifetime_margin"),
-        (["cluster.nanny=false", "cluster.processes=2", "cluster.cores=2"], "cluster.nanny"),
     ],
 )
 def test_check_names_the_key_that_cannot_work(overrides: list[str], key: str) -> None:

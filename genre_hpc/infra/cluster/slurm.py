@@ -111,7 +111,6 @@ def slurm_kwargs(spec: DictConfig, *, out: Path, credentials: Path | None) -> di
         "job_script_prologue": _prologue(spec, python),
         "worker_extra_args": extra_args,
         "death_timeout": spec.death_timeout,
-        "nanny": bool(spec.get("nanny", True)),
         "python": python,
         # the http server always runs (health, metrics); without a dashboard keep it on localhost
         "scheduler_options": {"dashboard": bool(dashboard), "dashboard_address": dashboard or "127.0.0.1:0"},
@@ -184,12 +183,6 @@ def check_spec(spec: DictConfig) -> None:
             raise ConfigError(
                 "cluster.processes", f"{spec.processes} is more than cluster.cores={spec.cores}"
             )
-        if not spec.get("nanny", True) and spec.processes != 1:
-            # `dask worker --no-nanny` starts one worker process: more per job need nannies
-            raise ConfigError(
-                "cluster.nanny", f"false needs cluster.processes=1, not {spec.processes}",
-                "use cluster.nanny=true, or cluster.processes=1 with more cluster.jobs",
-            )  # fmt: skip
         try:
             parse_bytes(str(spec.memory))
         except ValueError:
