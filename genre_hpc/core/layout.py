@@ -201,6 +201,11 @@ class OutputLayout:
         return self.root / ".errors"
 
     @property
+    def table_cache(self) -> Path:
+        """The columns of data.tracks that a corpus reads, kept while the file is unchanged."""
+        return self.root / ".cache" / "tracks"
+
+    @property
     def hash_parts(self) -> Path:
         """Content hashes of the decoded audio, written per batch by extract in its one decode and
         merged into one part once its batches are done."""

@@ -133,7 +133,7 @@ def _load(cfg: DictConfig) -> Corpus:
         return Corpus(root, tracks, pd.DataFrame(columns=SKIPPED_COLUMNS))
     _check_folder(root)
     if kind == "fma":
-        found = metadata.fma(root, _tracks_file(cfg), subset=str(cfg.data.subset))
+        found = metadata.fma(root, _tracks_file(cfg), subset=str(cfg.data.subset), cache=_table_cache(cfg))
     elif kind == "table":
         columns = OmegaConf.to_container(cfg.data.columns, resolve=True)
         found = metadata.table(root, _tracks_file(cfg), columns=columns)
@@ -145,6 +145,11 @@ def _load(cfg: DictConfig) -> Corpus:
             + (", ".join(f"{n} {r}" for r, n in found.skipped.reason.value_counts().items()) or "it is empty")
         )
     return Corpus(root, found.tracks, found.skipped)
+
+
+def _table_cache(cfg: DictConfig) -> Path | None:
+    """Where FMA's parsed tracks.csv columns are kept (none without an output.dir)."""
+    return OutputLayout.of(cfg).table_cache if OmegaConf.select(cfg, "output.dir") else None
 
 
 def check_root(cfg: DictConfig) -> None:
