@@ -64,20 +64,21 @@ def _dispatch(cfg: DictConfig) -> Any:
         if stage.name != "demo-data":  # the only stage that runs no numba code
             _use_jit_cache(cfg)
         return stage_module(stage.name).run(cfg, None, out)
-    from genre_hpc.flow.corpus import check_root
+    from genre_hpc.flow.corpus import check_root, read_once
     from genre_hpc.infra.cluster import connect
 
     names = config.steps(cfg)
-    if {"validate", "extract"} & set(names):
-        check_root(cfg)  # a wrong data.root fails before any cluster or job starts
-    _use_jit_cache(cfg)
-    modules = [(name, stage_module(name)) for name in names]
-    with connect(cfg) as client:
-        results = {}
-        for name, module in modules:
-            started = time.perf_counter()
-            results[name] = module.run(cfg, client, out)
-            log.info("%s: done in %.1f s", name, time.perf_counter() - started)
+    with read_once():  # the stages of this command read the corpus once between them
+        if {"validate", "extract"} & set(names):
+            check_root(cfg)  # a wrong data.root fails before any cluster or job starts
+        _use_jit_cache(cfg)
+        modules = [(name, stage_module(name)) for name in names]
+        with connect(cfg) as client:
+            results = {}
+            for name, module in modules:
+                started = time.perf_counter()
+                results[name] = module.run(cfg, client, out)
+                log.info("%s: done in %.1f s", name, time.perf_counter() - started)
     return results
 
 

@@ -134,6 +134,20 @@ class BenchFiles:
         return self.folder / "new_worker.csv"
 
     @property
+    def mp3(self) -> Path:
+        """End to end on 44.1 kHz stereo MP3, the package against the study's method (bench.mp3_clips)."""
+        return self.folder / "mp3.csv"
+
+    @property
+    def mp3_decode(self) -> Path:
+        """The package's decode path against libsndfile's own decode and librosa.load, same MP3 files."""
+        return self.folder / "mp3_decode.csv"
+
+    @property
+    def mp3_parity(self) -> Path:
+        return self.folder / "mp3_parity.csv"
+
+    @property
     def record(self) -> Path:
         return self.folder / "bench.json"
 
@@ -185,6 +199,11 @@ class OutputLayout:
     def error_parts(self) -> Path:
         """Per-batch error parts; errors.parquet is merged from them at the end of every extract."""
         return self.root / ".errors"
+
+    @property
+    def table_cache(self) -> Path:
+        """The columns of data.tracks that a corpus reads, kept while the file is unchanged."""
+        return self.root / ".cache" / "tracks"
 
     @property
     def hash_parts(self) -> Path:

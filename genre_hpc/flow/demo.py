@@ -1,4 +1,5 @@
-"""Generates a synthetic, GTZAN-shaped corpus of songs: ROOT/<genre>/<genre>.000NN.wav, mono, 22,050 Hz.
+"""Generates a synthetic, GTZAN-shaped corpus of songs: ROOT/<genre>/<genre>.000NN.wav, mono, 22,050 Hz
+(or, on request, MP3 in stereo at any rate, as FMA holds its audio).
 
 Each clip is a song with an identity of its own, drawn once from its seed and shared by all its
 segments: key, mode, tempo, swing, chord progression, drum pattern, bass line, the timbre of each
@@ -140,8 +141,12 @@ NEIGHBOURS = {
 TABLE = 2048  # wavetable length
 
 
-def clip_path(root: Path, genre: str, index: int) -> Path:
-    return root / genre / f"{genre}.{index:05d}.wav"
+# What `generate` writes per format: (soundfile's format, its subtype or None for the default).
+FORMATS = {"wav": ("WAV", "PCM_16"), "mp3": ("MP3", None)}
+
+
+def clip_path(root: Path, genre: str, index: int, fmt: str = "wav") -> Path:
+    return root / genre / f"{genre}.{index:05d}.{fmt}"
 
 
 def generate(
@@ -152,8 +157,18 @@ def generate(
     sample_rate: int = 22050,
     seed: int = 0,
     genres: tuple[str, ...] = GENRES,
+    fmt: str = "wav",
+    channels: int = 1,
 ) -> list[Path]:
-    """Write the corpus under `root` (clips of this version are kept) and return every clip's path."""
+    """Write the corpus under `root` (clips of this version are kept) and return every clip's path.
+
+    `fmt="mp3", channels=2, sample_rate=44100` writes clips as FMA holds its audio (44.1 kHz stereo
+    MP3; each song's second channel a slightly delayed, quieter copy of the first: see `stereo`).
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"fmt must be one of {sorted(FORMATS)}, not {fmt!r}")
+    if channels not in (1, 2):
+        raise ValueError(f"channels must be 1 or 2, not {channels}")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     marker = root / VERSION_FILE
@@ -162,16 +177,27 @@ def generate(
     for g, genre in enumerate(genres):
         (root / genre).mkdir(parents=True, exist_ok=True)
         for i in range(n_per_genre):
-            path = clip_path(root, genre, i)
+            path = clip_path(root, genre, i, fmt)
             paths.append(path)
             if current and path.exists():
                 continue
             rng = np.random.default_rng([seed, g, i])
             audio = synthesize(genre, rng, seconds=seconds, sample_rate=sample_rate)
+            if channels == 2:
+                audio = stereo(audio, sample_rate)
             with atomic_path(path) as tmp:  # a killed generator never leaves a half-written clip
-                sf.write(tmp, audio, sample_rate, subtype="PCM_16", format="WAV")
+                sf.write(tmp, audio, sample_rate, subtype=FORMATS[fmt][1], format=FORMATS[fmt][0])
     write_text(marker, DEMO_VERSION + "\n")
     return paths
+
+
+def stereo(mono: np.ndarray, sample_rate: int) -> np.ndarray:
+    """(frames, 2): the song left, and right 0.5 ms later at 0.8 of its level (the two channels
+    differ, as a mix's do, so an encoder codes both and a decoder mixes two different signals)."""
+    delay = round(0.0005 * sample_rate)
+    right = np.zeros_like(mono)
+    right[delay:] = 0.8 * mono[: len(mono) - delay]
+    return np.stack([mono, right], axis=1)
 
 
 def synthesize(genre: str, rng: np.random.Generator, *, seconds: float, sample_rate: int) -> np.ndarray:

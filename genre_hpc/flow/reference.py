@@ -55,8 +55,21 @@ def extract_chunk(y: np.ndarray, *, params: FeatureParams) -> np.ndarray:
     return np.asarray(stats, dtype=np.float32)
 
 
+def load_track_features(path: str, *, params: FeatureParams) -> np.ndarray:
+    """The study's method end to end: `librosa.load` (decode, mean of the channels, resampling
+    to the analysis rate, the whole file at once), then `extract_chunk` per whole segment."""
+    import librosa
+
+    y, _ = librosa.load(path, sr=params.sample_rate, mono=True)
+    length = params.segment_samples
+    whole = len(y) // length
+    segments = y[: whole * length].reshape(whole, length) if whole else y[None]
+    return np.vstack([extract_chunk(segment, params=params) for segment in segments])
+
+
 def track_features(path: str, *, params: FeatureParams) -> np.ndarray:
-    """One row per whole segment of the file (the segments `track.track_features` uses)."""
+    """One row per whole segment of the file (the segments `track.track_features` uses), decoded
+    by the package (audio.iter_segments): features alone, on the same samples."""
     rows = []
     for block in audio.iter_segments(
         path,

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -36,15 +37,22 @@ def write(out: OutputLayout, table: pd.DataFrame) -> None:
     write_parquet(out.validation, pa.Table.from_pandas(table, preserve_index=False))
 
 
-def pending(tracks: pd.DataFrame, previous: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """(tracks to probe, rows to keep): a file probed before with the same path and size is kept."""
-    if len(previous):
-        same = tracks.merge(previous, on=["track_id", "path", "size_bytes"], how="left", indicator=True)
-        todo = tracks[(same["_merge"] == "left_only").to_numpy()]
-        keep = previous[previous.track_id.isin(tracks.track_id) & ~previous.track_id.isin(todo.track_id)]
-    else:
-        todo, keep = tracks, previous
-    return todo, list(keep.drop(columns=["duplicate_of"], errors="ignore").to_dict("records"))
+def pending(tracks: pd.DataFrame, previous: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(tracks to probe, rows to keep): a file probed before with the same path and size is kept.
+
+    Compared as Python sets of the column values: pandas' merge and isin on string columns took
+    0.15-0.3 s per 10^4 tracks here (pandas 3.1), sets of the same values a few milliseconds."""
+    previous = previous.drop(columns=["duplicate_of"], errors="ignore")
+    if not len(previous):
+        return tracks, previous
+    keys = ["track_id", "path", "size_bytes"]
+    known = set(zip(*(previous[key].tolist() for key in keys), strict=True))
+    current = zip(*(tracks[key].tolist() for key in keys), strict=True)
+    todo = tracks[np.fromiter((row not in known for row in current), dtype=bool, count=len(tracks))]
+    listed, again = set(tracks.track_id.tolist()), set(todo.track_id.tolist())
+    ids = previous.track_id.tolist()
+    keep = np.fromiter((t in listed and t not in again for t in ids), dtype=bool, count=len(ids))
+    return todo, previous[keep]
 
 
 def probe_batch(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -62,9 +70,15 @@ def probe_batch(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def from_rows(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """The validation table of probed rows, sorted by track, with `duplicate_of` filled in."""
-    return with_duplicates(pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "duplicate_of"]))
+def from_rows(rows: list[dict[str, Any]], kept: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The validation table of probed rows and the `kept` rows of an earlier table, sorted by
+    track, with `duplicate_of` filled in."""
+    columns = [c for c in COLUMNS if c != "duplicate_of"]
+    probed = pd.DataFrame(rows, columns=columns)
+    if kept is not None and len(kept):
+        kept = kept.reindex(columns=columns)  # a table an older version wrote may lack a column
+        probed = pd.concat([kept, probed], ignore_index=True) if len(probed) else kept
+    return with_duplicates(probed)
 
 
 def with_duplicates(table: pd.DataFrame) -> pd.DataFrame:
@@ -81,9 +95,13 @@ def merge_hashes(out: OutputLayout, hashes: pd.DataFrame) -> pd.DataFrame:
     """Put extract's content hashes (track_id, content_hash) into validation.parquet and find the
     copies again; rows of tracks that validate did not see are added with the hash alone."""
     table = read(out).drop(columns=["duplicate_of"])
-    known = hashes.set_index("track_id").content_hash
-    table["content_hash"] = table.track_id.map(known).fillna(table.content_hash).astype(object)
-    new = hashes[~hashes.track_id.isin(table.track_id)]
+    # dicts and sets, not Series.map and isin on string columns: see `pending`
+    known = dict(zip(hashes.track_id.tolist(), hashes.content_hash.tolist(), strict=True))
+    ids, before = table.track_id.tolist(), table.content_hash.tolist()
+    table["content_hash"] = pd.Series([known.get(t, b) for t, b in zip(ids, before, strict=True)],
+                                      index=table.index, dtype=object)  # fmt: skip
+    listed = set(ids)
+    new = hashes[[track_id not in listed for track_id in hashes.track_id.tolist()]]
     if len(new):
         table = pd.concat([table, new.reindex(columns=table.columns)], ignore_index=True)
     table = with_duplicates(table)
@@ -112,7 +130,14 @@ def summarize(table: pd.DataFrame) -> dict[str, Any]:
     # vectorised: a Python call per group took seconds at 10^5 tracks
     copies = hashed[hashed.content_hash.duplicated(keep=False)].sort_values(["content_hash", "track_id"])
     groups = copies.groupby("content_hash", sort=False)
-    duplicates = [list(ids) for ids in groups.track_id.agg(tuple)]
+    # one pass over the sorted copies: groupby's agg(tuple) made a Series per group (0.27 s for 2,000)
+    duplicates: list[list[str]] = []
+    last = None
+    for content_hash, track_id in zip(copies.content_hash.tolist(), copies.track_id.tolist(), strict=True):
+        if content_hash != last:
+            duplicates.append([])
+            last = content_hash
+        duplicates[-1].append(track_id)
     return {
         "files": len(table),
         "undecodable": int(table.error.notna().sum()),

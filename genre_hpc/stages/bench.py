@@ -5,7 +5,8 @@ values compared feature by feature, (3) the origin study's comparison of Dask sc
 sweep of the number of workers, (4) peak memory per worker, the time a fresh worker takes to
 its first result, and peak memory for a long file against a short one; (5) when asked
 (bench.training_rows, bench.tuning), the origin study's xgboost training and grid-search
-measurements. Tables go to the log and to `output.dir/bench/` as CSV and JSON, with PNGs.
+measurements, and (bench.mp3_clips) both extractors end to end on 44.1 kHz stereo MP3. Tables
+go to the log and to `output.dir/bench/` as CSV and JSON, with PNGs.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from genre_hpc.core.errors import ConfigError
 from genre_hpc.core.layout import BenchFiles, OutputLayout
 from genre_hpc.flow import corpus, demo, plots
 from genre_hpc.flow.parity import parity_summary, parity_table
-from genre_hpc.infra import benchmark, config, manifest, newworker, scaleprobe, trainbench
+from genre_hpc.infra import benchmark, config, manifest, mp3bench, newworker, scaleprobe, trainbench
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ def run(cfg: DictConfig, client: Any, out: OutputLayout) -> dict[str, Any]:
     log.info("bench: machine: %s", record["machine"]["summary"])
     if spec.extraction:
         _extraction(cfg, files, record)
+    if spec.mp3_clips:
+        _mp3(cfg, files, record)
     if spec.new_worker:
         table = newworker.probe(cfg, bench_corpus(cfg, 1)[0])
         write_csv(files.new_worker, table)
@@ -109,6 +112,34 @@ def _extraction(cfg: DictConfig, files: BenchFiles, record: dict[str, Any]) -> N
     record["memory_vs_length"] = benchmark.memory_probe(cfg, paths[0], files.long_files)
     _log_table("peak memory against file length", pd.DataFrame(record["memory_vs_length"]))
     plots.scaling_png(schedulers, scaling, files.figure)
+
+
+def _mp3(cfg: DictConfig, files: BenchFiles, record: dict[str, Any]) -> None:
+    """End to end and decode alone on 44.1 kHz stereo MP3, single process, one core."""
+    from threadpoolctl import threadpool_limits
+
+    spec = cfg.bench
+    counts = tuple(int(n) for n in spec.mp3_clips)
+    if len(counts) != 2:
+        raise ConfigError("bench.mp3_clips", f"{list(counts)} must be two clip counts", "e.g. [10, 50]")
+    root = Path(str(spec.mp3_root)).expanduser()
+    paths = mp3bench.mp3_corpus(root, max(counts), seconds=float(spec.seconds), seed=cfg.data.demo.seed)
+    params = config.feature_params(cfg)
+    with threadpool_limits(1):
+        end_to_end, decoding, ours, theirs = mp3bench.time_mp3(
+            paths, counts, params, repeats=int(spec.repeats), block_segments=int(spec.block_segments)
+        )
+        parity = parity_table(ours, theirs, params, tolerance=float(spec.tolerance))
+    write_csv(files.mp3, end_to_end)
+    write_csv(files.mp3_decode, decoding)
+    write_csv(files.mp3_parity, parity)
+    _log_table("44.1 kHz stereo MP3, end to end (decode + features), marginal cost per clip", end_to_end)
+    _log_table("44.1 kHz stereo MP3, decode alone, against libsndfile's own decode", decoding)
+    _log_table("MP3 parity: largest relative difference over all segments", parity_summary(parity))
+    record["mp3"] = end_to_end.to_dict(orient="records")
+    record["mp3_decode"] = decoding.to_dict(orient="records")
+    record["mp3_speedup_vs_reference"] = float(end_to_end.speedup.iloc[-1])
+    record["mp3_parity_ok"] = bool(parity.ok.all())
 
 
 def bench_corpus(cfg: DictConfig, n: int) -> list[str]:

@@ -23,12 +23,13 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
     corpus.write(out, found)
     log.info("validate: %s", found.describe())
     tracks = found.tracks[corpus.TRACK_COLUMNS]
-    todo, rows = validation.pending(tracks, validation.read(out))
+    todo, kept = validation.pending(tracks, validation.read(out))
     size = tasks.batch_size(len(todo), tasks.worker_slots(client))
     batches = [batch.to_dict("records") for batch in tasks.batches(todo, size)]
+    rows = []
     for batch_rows in client.gather(client.map(validation.probe_batch, batches, pure=False)):
         rows.extend(batch_rows)
-    table = validation.from_rows(rows)
+    table = validation.from_rows(rows, kept)
     validation.write(out, table)
     record = validation.summarize(table)
     record["probed"] = len(todo)

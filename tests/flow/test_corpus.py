@@ -45,3 +45,38 @@ def test_unusable_root_is_one_clear_error_naming_the_key(tmp_path, setup, messag
     with pytest.raises(CorpusError, match=message) as info:
         scan(setup(tmp_path), extensions=EXTS)
     assert "data.root" in str(info.value)
+
+
+def test_within_read_once_a_corpus_is_read_once_until_its_table_changes(tmp_path, monkeypatch):
+    import pandas as pd
+    from omegaconf import OmegaConf
+
+    from genre_hpc.flow import corpus, metadata
+
+    for n in (2, 139):
+        _touch(tmp_path / "audio" / metadata.fma_path(n))
+    table = tmp_path / "tracks.csv"
+    frame = pd.DataFrame(index=pd.Index([2, 139], name="track_id"),
+                         columns=pd.MultiIndex.from_tuples(metadata.FMA_COLUMNS))  # fmt: skip
+    frame[("track", "genre_top")] = ["Rock", "Jazz"]
+    frame[("set", "subset")] = "small"
+    frame.to_csv(table)
+    cfg = OmegaConf.create({"data": {"kind": "fma", "root": str(tmp_path / "audio"), "tracks": str(table),
+                                     "subset": "small"}})  # fmt: skip
+    reads = []
+    real = metadata.read_fma_table
+    monkeypatch.setattr(metadata, "read_fma_table", lambda path: reads.append(path) or real(path))
+
+    corpus.load(cfg), corpus.load(cfg)
+    assert len(reads) == 2  # outside read_once: every load reads
+    with corpus.read_once():
+        first = corpus.load(cfg)
+        first.tracks.drop(index=first.tracks.index, inplace=True)  # a caller's change stays its own
+        again = corpus.load(cfg)
+        assert len(reads) == 3 and list(again.tracks.label) == ["Rock", "Jazz"]
+        frame[("track", "genre_top")] = ["Rock", None]  # the table is rewritten: read again
+        frame.to_csv(table)
+        changed = corpus.load(cfg)
+        assert len(reads) == 4 and list(changed.tracks.label) == ["Rock"]
+    corpus.load(cfg)
+    assert len(reads) == 5

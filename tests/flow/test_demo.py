@@ -107,3 +107,15 @@ def test_the_fma_generator_can_cap_the_distinct_clips_of_a_genre(tmp_path):
     assert {genre: len(c) for genre, c in clips.items()} == {"Rock": 2, "Old-Time / Historic": 2}
     assert (made.audio / fma_path(made.no_audio)).read_bytes().startswith(b"ID3")
     assert not (made.audio / fma_path(made.missing_file)).exists()
+
+
+def test_clips_can_be_written_as_fma_holds_its_audio_44k_stereo_mp3(tmp_path):
+    [path] = demo.generate(tmp_path, n_per_genre=1, seconds=2.0, genres=("jazz",), sample_rate=44100,
+                           fmt="mp3", channels=2)  # fmt: skip
+    assert path.name == "jazz.00000.mp3"
+    info = sf.info(path)
+    assert (info.format, info.samplerate, info.channels) == ("MP3", 44100, 2)
+    left, right = sf.read(path, dtype="float32")[0].T
+    assert not np.allclose(left, right, atol=1e-3)  # two channels to mix, not one copied
+    with pytest.raises(ValueError, match="fmt"):
+        demo.generate(tmp_path, n_per_genre=1, seconds=2.0, fmt="aiff")

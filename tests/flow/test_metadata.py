@@ -126,3 +126,25 @@ def test_a_wrong_subset_or_tracks_file_names_its_key(fma, tmp_path):
     with pytest.raises(ConfigError) as info:
         metadata.fma(fma.audio, tmp_path / "nope.csv", subset="small")
     assert info.value.key == "data.tracks"
+
+
+def test_tracks_csv_columns_are_cached_until_the_file_changes(fma, tmp_path, monkeypatch):
+    tracks = tmp_path / "tracks.csv"
+    shutil.copy(fma.tracks, tracks)
+    cache = tmp_path / "cache"
+    parsed = {subset: metadata.fma(fma.audio, tracks, subset=subset) for subset in ("large", "medium")}
+    first = metadata.fma(fma.audio, tracks, subset="large", cache=cache)
+    [kept] = cache.glob("fma-tracks-*.parquet")
+    real = metadata.read_fma_table
+    monkeypatch.setattr(metadata, "read_fma_table", lambda path: pytest.fail("parsed again"))
+    again = metadata.fma(fma.audio, tracks, subset="medium", cache=cache)  # from the cache
+    for found, subset in ((first, "large"), (again, "medium")):
+        for name in ("tracks", "skipped"):
+            ours, theirs = getattr(found, name), getattr(parsed[subset], name)
+            pd.testing.assert_frame_equal(ours.astype(object), theirs.astype(object))
+    monkeypatch.setattr(metadata, "read_fma_table", real)
+    tracks.write_text(tracks.read_text().replace("Rock", "Folk"))  # rewritten: parsed again
+    changed = metadata.fma(fma.audio, tracks, subset="large", cache=cache)
+    assert "Folk" in set(changed.tracks.label) and "Rock" not in set(changed.tracks.label)
+    [now] = cache.glob("fma-tracks-*.parquet")  # the earlier version's file is gone
+    assert now != kept
