@@ -259,6 +259,17 @@ class FeatureStore:
             frames.append(pq.read_table(self.path / part).to_pandas().assign(**{PARTITION_COLUMN: label}))
         return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
+    def audio_seconds(self, tracks: Iterable[str]) -> float:
+        """Seconds of audio the rows of `tracks` cover (what extract did, read from the dataset: a
+        batch's chunks written by a worker that retired count too)."""
+        self.settle()
+        if not self.path.exists():
+            return 0.0
+        table = self._arrow().to_table(
+            columns=["duration_s"], filter=pc.field("track_id").isin(pa.array(list(tracks), pa.string()))
+        )
+        return float(pc.sum(table["duration_s"]).as_py() or 0.0)
+
     def row_count(self) -> int:
         self.settle()
         return self._arrow().count_rows() if self.path.exists() else 0

@@ -1,4 +1,5 @@
-"""What a stage may ask of the client it is handed: task slots, batches sized to them, warm workers.
+"""What a stage may ask of the client it is handed: task slots, batches sized to them, warm workers;
+and what a task may ask of its worker: whether it is still wanted.
 
 Nothing here knows how the cluster was built; that is infra/cluster's alone.
 """
@@ -8,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pandas as pd
-from distributed import Client
+from distributed import Client, get_worker
+from distributed.core import Status
+from distributed.worker import thread_state
 
 # A batch is one Dask task; past this many tracks, a task lost with its worker costs too much rerun.
 MAX_BATCH = 64
@@ -41,3 +44,20 @@ def warm_workers(client: Client, warm_up: Callable[[], None]) -> None:
     of the primed cache (see infra/jitcache), so no first task pays for it and no two workers
     share files."""
     client.run(warm_up)
+
+
+def still_wanted() -> bool:
+    """From inside a task: whether the worker still runs it and will report its result.
+
+    A worker that retires (`--lifetime`) or is told to drop a task cancels it, but the thread
+    computing it goes on until the process ends, seconds later, while the task runs again
+    elsewhere. A task that writes as it goes asks this before each write, so that an abandoned
+    run does not write after the run that replaced it (and after parts it would have replaced were
+    merged away). True outside a worker (a task function called directly)."""
+    try:
+        worker = get_worker()
+    except ValueError:
+        return True
+    task = worker.state.tasks.get(getattr(thread_state, "key", None))
+    running = task is not None and task.state in ("executing", "long-running")
+    return running and worker.status == Status.running

@@ -86,7 +86,7 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
     duplicates = validation.summarize(validation.merge_hashes(out, store.content_hashes(merge=True)))
     validation.log_duplicates(log, duplicates)
     seconds = timer.seconds
-    audio_seconds = sum(s["audio_seconds"] for s in summaries)
+    audio_seconds = store.audio_seconds(todo.track_id)
     record = {
         "corpus_root": str(root),
         "tracks_in_corpus": len(tracks),
@@ -137,8 +137,8 @@ def process_batch(
     chunk of `chunk_tracks` tracks as it finishes and skipping chunks an earlier run of the batch
     wrote; then merge the batch's chunks into one part per genre.
 
-    The summary counts what this run did (`audio_seconds`, `seconds`); `chunks` maps every chunk
-    of the batch to its tracks, `resumed` counts the tracks found already written.
+    The summary counts what this run of the batch did (`audio_seconds`, `seconds`); `chunks` maps
+    every chunk of the batch to its tracks, `resumed` counts the tracks found already written.
     """
     started = time.perf_counter()
     chunks = [batch[i : i + chunk_tracks] for i in range(0, len(batch), chunk_tracks)]
@@ -148,11 +148,19 @@ def process_batch(
     resumed = sum(len(c) for c, name in zip(chunks, names, strict=True) if name in written)
     if resumed:
         progress.report(PROGRESS_TOPIC, task=task, resumed=resumed, of=len(batch))
-    summary = {"tracks": len(batch), "resumed": resumed, "errors": 0, "audio_seconds": 0.0}
+    summary = {
+        "tracks": len(batch),
+        "chunks": {name: len(chunk) for chunk, name in zip(chunks, names, strict=True)},
+        "resumed": resumed,
+        "errors": 0,
+        "audio_seconds": 0.0,
+    }
     for chunk, name in zip(chunks, names, strict=True):
         if name in written:
             continue
         result = batch_features(chunk, params=params, block_segments=block_segments, stage="extract")
+        if not tasks.still_wanted():  # this worker retired: the batch runs elsewhere, and writes
+            return summary
         store.write_batch(
             name,
             result.frame,
@@ -164,8 +172,8 @@ def process_batch(
         progress.report(PROGRESS_TOPIC, piece=name, units=len(chunk))
         summary["errors"] += len(result.errors)
         summary["audio_seconds"] += result.audio_seconds
-    store.compact(names)
-    summary["chunks"] = {name: len(chunk) for chunk, name in zip(chunks, names, strict=True)}
+    if tasks.still_wanted():
+        store.compact(names)
     summary["seconds"] = time.perf_counter() - started
     return summary
 

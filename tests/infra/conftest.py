@@ -28,6 +28,23 @@ def long_corpus(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 
 @pytest.fixture(scope="session")
+def lifetime_corpus(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Work that outlasts a worker job of `SHORT_LIVES`: 48 tracks of 300 s in two genres, so a batch
+    of 24 is 40-80 s of work here. Two clips are generated, the rest are hard links to them (a
+    second's generation per minute of audio otherwise); each is extracted as a track of its own."""
+    root = tmp_path_factory.mktemp("lifetime-corpus")
+    clips = demo.generate(root, n_per_genre=1, seconds=300, genres=("jazz", "rock"))
+    tracks = []
+    for clip in clips:
+        for i in range(24):
+            track = clip.with_name(f"{clip.parent.name}.{i:05d}.wav")
+            if not track.exists():
+                track.hardlink_to(clip)
+            tracks.append(track)
+    return tracks
+
+
+@pytest.fixture(scope="session")
 def local_rows(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
     """The dry run: the sbatch script run by bash with cluster=local, no scheduler involved."""
     out = tmp_path_factory.mktemp("local")

@@ -20,7 +20,9 @@ from ..helpers import assert_every_row_once, make_config, run_stage
 @pytest.fixture(scope="module")
 def tracks(tmp_path_factory):
     """Two genres of five 30-s clips: two batches of five tracks, ten chunks of one."""
-    return demo.generate(tmp_path_factory.mktemp("corpus"), n_per_genre=5, seconds=30, genres=("jazz", "rock"))
+    return demo.generate(
+        tmp_path_factory.mktemp("corpus"), n_per_genre=5, seconds=30, genres=("jazz", "rock")
+    )
 
 
 def test_a_batch_cut_by_a_retiring_worker_resumes_elsewhere_keeping_what_it_finished(
@@ -45,6 +47,7 @@ def test_a_batch_cut_by_a_retiring_worker_resumes_elsewhere_keeping_what_it_fini
     assert len(resumed) == 1 and resumed[0]["worker"] != retired
     assert resumed[0]["resumed"] == record["tracks_resumed"] >= len(before)
     assert record["rows_written"] == record["rows_total"] == 10 * 10  # 30-s clips: 10 segments
+    assert record["audio_seconds"] == 10 * 30  # the retired worker's tracks count too
     assert record["parts_total"] == 2  # chunks compacted, then merged: one part per genre
     assert not list((out / "features").rglob("part-*.parquet"))
     log = caplog.text
