@@ -122,9 +122,8 @@ def assert_every_row_once(out: Path, tracks: list[Path]) -> None:
 
 
 # Worker jobs that live 30-40 s (a 1-minute walltime, retired 20 +- 5 s before it), replaced as they
-# go: shorter than a batch of 24 lifetime_corpus tracks, as issue 18 measured with long tracks.
+# go: shorter than a batch of one genre of lifetime_corpus, as issue 18 measured with long tracks.
 SHORT_LIVES = [
-    "extract.batch_size=24",
     "cluster.walltime=00:01:00",
     "cluster.lifetime_margin=20s",
     "cluster.lifetime_stagger=5s",

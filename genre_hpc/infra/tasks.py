@@ -6,7 +6,8 @@ Nothing here knows how the cluster was built; that is infra/cluster's alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 
 import pandas as pd
 from distributed import Client, get_worker
@@ -30,6 +31,20 @@ def batch_size(n_items: int, slots: int) -> int:
 def batches(table: pd.DataFrame, size: int) -> list[pd.DataFrame]:
     """`table` cut into consecutive batches of `size` rows (the last one shorter)."""
     return [table.iloc[i : i + size] for i in range(0, len(table), size)]
+
+
+def chunks(seconds: Sequence[float], budget: float) -> list[int]:
+    """The sizes, in order, of consecutive runs of items whose `seconds` add up to at most `budget`:
+    at least one item each, and an item of unknown length (NaN) alone."""
+    sizes: list[int] = []
+    count, total = 0, 0.0
+    for value in seconds:
+        value = budget if math.isnan(value) else value
+        if count and total + value > budget:
+            sizes.append(count)
+            count, total = 0, 0.0
+        count, total = count + 1, total + value
+    return [*sizes, count] if count else sizes
 
 
 def describe(client: Client) -> str:

@@ -175,6 +175,7 @@ def test_worker_jobs_shorter_than_a_batch_finish_every_row_once_logging_progress
     started = time.perf_counter()
     job = _sbatch(
         "slurm/extract.sh", f"output.dir={out}", f"data.root={tracks[0].parents[1]}", *SHORT_LIVES,
+        f"extract.batch_size={len(tracks) // 2}",
         f"cluster.job_name={worker}", driver=names("driver"), log=tmp_path / "driver.out",
     )  # fmt: skip
     workers: set[str] = set()

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from genre_hpc.infra.tasks import MAX_BATCH, batch_size, batches, still_wanted, warm_workers
+from genre_hpc.infra.tasks import MAX_BATCH, batch_size, batches, chunks, still_wanted, warm_workers
 
 
 @pytest.mark.parametrize(
@@ -22,6 +22,20 @@ def test_batches_cover_the_table_in_order():
     cut = batches(table, 4)
     assert [len(b) for b in cut] == [4, 4, 2]
     assert pd.concat(cut).track_id.tolist() == table.track_id.tolist()
+
+
+@pytest.mark.parametrize(
+    ("seconds", "sizes"),
+    [
+        ([], []),
+        ([30.0] * 10, [4, 4, 2]),  # GTZAN clips: four to a chunk of 120 s
+        ([3.0] * 100, [40, 40, 20]),
+        ([240.0, 240.0, 60.0, 30.0, 30.0], [1, 1, 3]),  # a long track alone, not cut
+        ([30.0, float("nan"), 30.0], [1, 1, 1]),  # an unknown length alone
+    ],
+)
+def test_chunks_hold_up_to_the_budget_of_seconds_and_at_least_one_item(seconds, sizes):
+    assert chunks(seconds, 120) == sizes
 
 
 def _jit_state() -> tuple[int, str, list[str], str]:

@@ -30,6 +30,7 @@ def test_a_batch_cut_by_a_retiring_worker_resumes_elsewhere_keeping_what_it_fini
 ):
     out = tmp_path / "out"
     overrides = ["cluster.n_workers=2", "cluster.threads_per_worker=1", "extract.batch_size=5"]
+    overrides.append("extract.chunk_seconds=30")  # a chunk per 30-s track
     cfg = make_config("extract", [f"output.dir={out}", f"data.root={tracks[0].parents[1]}", *overrides])
     caplog.set_level(logging.INFO, logger="genre_hpc")
     with connect(cfg) as client, ThreadPoolExecutor(1) as pool:  # its own cluster: a worker goes
