@@ -1,5 +1,5 @@
-"""What a stage may ask of the client it is handed: task slots, batches sized to them, warm workers;
-and what a task may ask of its worker: whether it is still wanted.
+"""What a stage may ask of the client it is handed: task slots, batches sized to them and cut into
+chunks, warm workers; and what a task may ask of its worker: whether it is still wanted.
 
 Nothing here knows how the cluster was built; that is infra/cluster's alone.
 """
