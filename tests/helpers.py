@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -118,3 +119,25 @@ def assert_every_row_once(out: Path, tracks: list[Path]) -> None:
     assert len(per_track) == len(tracks)
     assert (per_track["min"] == 0).all() and (per_track["count"] == per_track["max"] + 1).all()
     assert per_track["count"].nunique() == 1  # equal clips, equal segment counts
+
+
+# Worker jobs that live 30-40 s (a 1-minute walltime, retired 20 +- 5 s before it), replaced as they
+# go: shorter than a batch of one genre of lifetime_corpus, as issue 18 measured with long tracks.
+SHORT_LIVES = [
+    "cluster.walltime=00:01:00",
+    "cluster.lifetime_margin=20s",
+    "cluster.lifetime_stagger=5s",
+    "cluster.adapt.minimum=2",
+    "cluster.adapt.maximum=2",
+]
+
+
+def assert_cut_batches_resumed_with_progress(log: str, tracks: int) -> None:
+    """The driver's log: some batch was cut by its worker's lifetime and resumed, and progress was
+    logged as tracks finished, before the run's end."""
+    assert re.search(r"extract: task \w+ resumed on \S+: [1-9]\d* of its \d+ tracks were already", log), log[
+        -4000:
+    ]
+    done = [int(n) for n in re.findall(rf"extract: (\d+)/{tracks} tracks", log)]
+    assert done and done[-1] == tracks, log[-4000:]
+    assert any(0 < n < tracks for n in done), done  # lines while tracks finish, not only at the end

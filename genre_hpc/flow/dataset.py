@@ -2,9 +2,14 @@
 
 Parts are named after the tracks they hold and written atomically, so a batch that runs twice
 (a retried task, a lost worker) replaces its own part instead of adding rows, and a part is
-either whole or absent. A rerun asks which tracks are already in the dataset or in the error
-table and only extracts the rest. Every part records the feature-set version and settings it
-was made with: reading checks the version, appending checks the settings and the corpus.
+either whole or absent. A batch task writes its tracks in fixed chunks as they finish (one part
+per chunk and genre); a chunk's hash part is written last, so it says the chunk is whole
+(`written`), and a batch retried after its worker retired skips those chunks. Once all its chunks
+are written, a batch merges them into one part per genre (`compact`).
+
+A rerun asks which tracks are already in the dataset or in the error table and only extracts the
+rest. Every part records the feature-set version and settings it was made with: reading checks
+the version, appending checks the settings and the corpus.
 
 Batches make small parts (one per batch and genre; on FMA, whose ids interleave genres, a few
 tracks each), so after extract the small parts of a genre are merged into parts of at least
@@ -86,7 +91,7 @@ class FeatureStore:
         hashes: dict[str, str] | None = None,
     ) -> int:
         """Write one batch's rows as one part per genre, its error rows and the content hashes of its
-        tracks; return the rows written."""
+        tracks (last); return the rows written."""
         name = f"part-{batch}.parquet"
         rows = 0
         if frame is not None and len(frame):
@@ -99,12 +104,41 @@ class FeatureStore:
                 part = table.filter(pc.equal(table[PARTITION_COLUMN], label))
                 part = part.drop_columns([PARTITION_COLUMN])
                 write_parquet(self.path / f"{PARTITION_COLUMN}={_folder(label)}" / name, part)
-        if hashes:
-            pairs = {"track_id": list(hashes), "content_hash": list(hashes.values())}
-            write_parquet(self.out.hash_parts / name, pa.Table.from_pydict(pairs, schema=_HASH_SCHEMA))
         if errors:
             write_parquet(self.out.error_parts / name, pa.Table.from_pylist(errors, schema=error_schema()))
+        # last and always (empty when no track could be used): its presence says the batch is whole
+        hashes = hashes or {}
+        pairs = {"track_id": list(hashes), "content_hash": list(hashes.values())}
+        write_parquet(self.out.hash_parts / name, pa.Table.from_pydict(pairs, schema=_HASH_SCHEMA))
         return rows
+
+    def written(self, batches: list[str]) -> set[str]:
+        """Which of `batches` (the chunks of one task, as named to `write_batch`) are written whole:
+        their hash part, written last, exists, or `compact` has already merged them all."""
+        files = [f"part-{b}.parquet" for b in batches]
+        if len(files) > 1 and _merged_path(self.out.hash_parts, sorted(files)).exists():
+            return set(batches)
+        return {b for b, f in zip(batches, files, strict=True) if (self.out.hash_parts / f).exists()}
+
+    def compact(self, batches: list[str]) -> None:
+        """Merge the parts of `batches` (the chunks of one task, all written) into one part per
+        genre and one of hashes, as `merge_parts` does: safe to repeat and to kill anywhere. Keeps
+        the parts of a run as few as its tasks, however small its chunks."""
+        files = sorted(f"part-{b}.parquet" for b in batches)
+        if len(files) < 2:
+            return
+        folders = sorted(p for p in self.path.iterdir() if p.is_dir()) if self.path.exists() else []
+        for folder in folders:
+            present = [f for f in files if (folder / f).exists()]
+            if len(present) > 1:
+                self.merge_parts([f"{folder.name}/{f}" for f in present])
+        # the hashes last: their merged part is what `written` reads as "all merged"
+        target = _merged_path(self.out.hash_parts, files)
+        if target.exists():
+            self._remove_sources(target)
+        else:
+            tables = [pq.read_table(self.out.hash_parts / f, schema=_HASH_SCHEMA) for f in files]
+            self._publish_merged(target, files, pa.concat_tables(tables))
 
     # --- resuming -------------------------------------------------------------------------
 
@@ -225,6 +259,17 @@ class FeatureStore:
             label = unquote(folder.split("=", 1)[1])
             frames.append(pq.read_table(self.path / part).to_pandas().assign(**{PARTITION_COLUMN: label}))
         return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+    def audio_seconds(self, tracks: Iterable[str]) -> float:
+        """Seconds of audio the rows of `tracks` cover (what extract did, read from the dataset: a
+        batch's chunks written by a worker that retired count too)."""
+        self.settle()
+        if not self.path.exists():
+            return 0.0
+        table = self._arrow().to_table(
+            columns=["duration_s"], filter=pc.field("track_id").isin(pa.array(list(tracks), pa.string()))
+        )
+        return float(pc.sum(table["duration_s"]).as_py() or 0.0)
 
     def row_count(self) -> int:
         self.settle()

@@ -138,6 +138,7 @@ def _check_data(cfg: DictConfig) -> None:
 
 def _check_extract(cfg: DictConfig) -> None:
     _positive_int(cfg, "extract.batch_size", allow_none=True)
+    _positive_int(cfg, "extract.chunk_seconds")
     _positive_int(cfg, "extract.block_segments")
     _positive_int(cfg, "extract.part_rows")
 

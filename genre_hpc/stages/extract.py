@@ -3,10 +3,19 @@
 What makes a rerun or a retried task safe (parts named after their tracks, written atomically,
 finished tracks skipped) is the FeatureStore's (flow/dataset.py); this module submits the
 batches and follows them.
+
+A batch writes its tracks in fixed chunks of about `extract.chunk_seconds` of audio (by the
+durations validate read from the headers) as they finish, not all at the end: a worker that
+retires mid-batch (its walltime is near: `--lifetime`) or is lost keeps what it finished, and the
+batch, started again on another worker, skips the chunks already written. Chunks are fixed slices
+of the batch, named after their tracks, so two runs of one batch (a retry while the retired worker
+still finishes a chunk) write the same parts, never a row twice. Each chunk is reported to the
+driver as it is written (infra/progress), which logs progress as tracks finish.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from dataclasses import asdict
@@ -21,9 +30,12 @@ from genre_hpc.flow import corpus, features, validation
 from genre_hpc.flow.dataset import FeatureStore, batch_id
 from genre_hpc.flow.params import FeatureParams
 from genre_hpc.flow.track import batch_features
-from genre_hpc.infra import config, manifest, tasks
+from genre_hpc.infra import config, manifest, progress, tasks
 
 log = logging.getLogger(__name__)
+
+# The topic on which batches report their chunks to the driver (infra/progress).
+PROGRESS_TOPIC = "genre-hpc-extract"
 
 
 def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
@@ -37,6 +49,7 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
     corpus.write(out, found)  # also when validate did not run first (run stages=[extract, ...])
     tracks = found.tracks[corpus.TRACK_COLUMNS]
     done = store.finished_tracks()
+    rows_before = store.row_count()
     # a set lookup per id: pandas' isin on a string column took 0.15 s per 10^4 tracks (pandas 3.1)
     todo = tracks[[track_id not in done for track_id in tracks.track_id.tolist()]]
     log.info(
@@ -50,6 +63,9 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
         tasks.warm_workers(client, features.warm_up)
     batch_size = cfg.extract.batch_size or tasks.batch_size(len(todo), tasks.worker_slots(client))
     batches = tasks.batches(todo, batch_size)
+    # chunks small enough that a worker retiring mid-batch loses little, large enough that writing
+    # a part per chunk costs little (with 3-s tracks, one part per track made extract 1.5-3x slower)
+    durations = validation.read(out).drop_duplicates("track_id").set_index("track_id").duration_s
     futures = [
         client.submit(
             process_batch,
@@ -58,19 +74,26 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
             params=params,
             block_segments=cfg.extract.block_segments,
             corpus_root=str(root.resolve()),
+            chunk_sizes=tasks.chunks(
+                batch.track_id.map(durations).astype(float).tolist(), cfg.extract.chunk_seconds
+            ),
             key=f"extract-{batch_id(batch.track_id)}",
             retries=1,
         )
         for batch in batches
     ]
-    summaries = _collect(futures, n_tracks=len(todo))
+    with progress.Progress(
+        client, PROGRESS_TOPIC, log=log, name="extract", total=len(todo), tasks=len(futures)
+    ) as tracker:
+        summaries = _collect(futures, tracker)
+    # counted in the dataset, not from the tasks' results: a resumed batch's earlier chunks count too
+    rows = store.row_count() - rows_before
     merged = merge_small_parts(client, store, int(cfg.extract.part_rows))
     error_count = store.merge_errors()
     duplicates = validation.summarize(validation.merge_hashes(out, store.content_hashes(merge=True)))
     validation.log_duplicates(log, duplicates)
     seconds = timer.seconds
-    rows = sum(s["rows"] for s in summaries)
-    audio_seconds = sum(s["audio_seconds"] for s in summaries)
+    audio_seconds = store.audio_seconds(todo.track_id)
     record = {
         "corpus_root": str(root),
         "tracks_in_corpus": len(tracks),
@@ -81,6 +104,8 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
         "tracks_processed": len(todo),
         "batches": len(batches),
         "batch_size": batch_size,
+        "chunk_seconds": int(cfg.extract.chunk_seconds),
+        "tracks_resumed": tracker.resumed,
         "rows_written": rows,
         "rows_total": store.row_count(),
         "parts_merged": merged,
@@ -113,25 +138,56 @@ def process_batch(
     params: FeatureParams,
     block_segments: int,
     corpus_root: str = "",
+    chunk_sizes: list[int] | None = None,
 ) -> dict[str, Any]:
-    """Extract one batch of (track_id, path, label, size) and write its parts; runs on a worker."""
+    """Extract one batch of (track_id, path, label, size) on a worker, writing (and reporting) each
+    chunk (consecutive tracks, `chunk_sizes` of them; default: one track each) as it finishes and
+    skipping chunks an earlier run of the batch wrote; then merge the batch's chunks into one part
+    per genre.
+
+    The summary counts what this run of the batch did (`audio_seconds`, `seconds`); `chunks` maps
+    every chunk of the batch to its tracks, `resumed` counts the tracks found already written.
+    """
     started = time.perf_counter()
-    result = batch_features(batch, params=params, block_segments=block_segments, stage="extract")
-    rows = store.write_batch(
-        batch_id(t[0] for t in batch),
-        result.frame,
-        result.errors,
-        params=params,
-        corpus_root=corpus_root,
-        hashes=result.hashes,
-    )
-    return {
+    sizes = chunk_sizes or [1] * len(batch)
+    if sum(sizes) != len(batch):
+        raise DatasetError(f"chunks of {sum(sizes)} tracks asked of a batch of {len(batch)}")
+    starts = itertools.accumulate(sizes, initial=0)
+    chunks = [batch[start : start + size] for start, size in zip(starts, sizes, strict=False)]
+    names = [batch_id(t[0] for t in chunk) for chunk in chunks]
+    written = store.written(names)
+    task = batch_id(t[0] for t in batch)
+    resumed = sum(len(c) for c, name in zip(chunks, names, strict=True) if name in written)
+    if resumed:
+        progress.report(PROGRESS_TOPIC, task=task, resumed=resumed, of=len(batch))
+    summary = {
         "tracks": len(batch),
-        "rows": rows,
-        "errors": len(result.errors),
-        "audio_seconds": result.audio_seconds,
-        "seconds": time.perf_counter() - started,
+        "chunks": {name: len(chunk) for chunk, name in zip(chunks, names, strict=True)},
+        "resumed": resumed,
+        "errors": 0,
+        "audio_seconds": 0.0,
     }
+    for chunk, name in zip(chunks, names, strict=True):
+        if name in written:
+            continue
+        result = batch_features(chunk, params=params, block_segments=block_segments, stage="extract")
+        if not tasks.still_wanted():  # this worker retired: the batch runs elsewhere, and writes
+            return summary | {"seconds": time.perf_counter() - started}
+        store.write_batch(
+            name,
+            result.frame,
+            result.errors,
+            params=params,
+            corpus_root=corpus_root,
+            hashes=result.hashes,
+        )
+        progress.report(PROGRESS_TOPIC, piece=name, units=len(chunk))
+        summary["errors"] += len(result.errors)
+        summary["audio_seconds"] += result.audio_seconds
+    if tasks.still_wanted():
+        store.compact(names)
+    summary["seconds"] = time.perf_counter() - started
+    return summary
 
 
 def merge_small_parts(client: Client, store: FeatureStore, part_rows: int) -> int:
@@ -153,24 +209,12 @@ def merge_small_parts(client: Client, store: FeatureStore, part_rows: int) -> in
     return sources - len(plan)
 
 
-def _collect(futures: list, *, n_tracks: int) -> list[dict[str, Any]]:
-    """Wait for the batches, logging progress as each completes."""
+def _collect(futures: list, tracker: progress.Progress) -> list[dict[str, Any]]:
+    """Wait for the batches; `tracker` logs progress as their chunks are written and as they end."""
     summaries: list[dict[str, Any]] = []
-    started = time.perf_counter()
-    tracks = 0
-    last_log = 0.0
     for future in as_completed(futures):
         summary = future.result()
         summaries.append(summary)
-        tracks += summary["tracks"]
-        elapsed = time.perf_counter() - started
-        if elapsed - last_log >= 2.0 or len(summaries) == len(futures):
-            last_log = elapsed
-            rate = tracks / elapsed if elapsed else 0.0
-            eta = (n_tracks - tracks) / rate if rate else float("nan")
-            log.info(
-                "extract: %d/%d batches, %d/%d tracks, %.1f tracks/s, ETA %.0f s",
-                len(summaries), len(futures), tracks, n_tracks, rate, eta,
-            )  # fmt: skip
+        tracker.finished_task(summary["chunks"])
         future.release()
     return summaries

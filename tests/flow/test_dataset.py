@@ -145,3 +145,32 @@ def test_hash_parts_merge_into_one_and_a_killed_merge_is_finished_by_the_next_re
         (folder / name).write_bytes(data)
     pd.testing.assert_frame_equal(store.content_hashes(), before)
     assert len(list(folder.glob("*.parquet"))) == 1
+
+
+def test_chunks_count_as_written_only_whole_and_a_batch_compacts_them_once(tmp_path, small_corpus):
+    """A batch's chunks: one whose hash part (written last) is missing is not whole; compacting the
+    batch merges its chunks into one part per genre, and a second compaction changes nothing."""
+    params = FeatureParams()
+    store = FeatureStore(OutputLayout(tmp_path))
+    tracks = [(f"{g}/{g}.0000{i}.wav", str(small_corpus / g / f"{g}.0000{i}.wav"), g, 0)
+              for g in ("jazz", "rock") for i in range(2)]  # fmt: skip
+    chunks = [tracks[:1], tracks[1:3], tracks[3:]]
+    names = [batch_id(t[0] for t in chunk) for chunk in chunks]
+    for chunk, name in zip(chunks, names, strict=True):
+        result = batch_features(chunk, params=params, block_segments=10, stage="extract")
+        store.write_batch(name, result.frame, result.errors, params=params, corpus_root=str(small_corpus),
+                          hashes=result.hashes)  # fmt: skip
+    assert store.written(names) == set(names)
+    (store.out.hash_parts / f"part-{names[1]}.parquet").unlink()  # killed before its last file
+    assert store.written(names) == {names[0], names[2]}
+    result = batch_features(chunks[1], params=params, block_segments=10, stage="extract")
+    store.write_batch(names[1], result.frame, [], params=params, corpus_root=str(small_corpus),
+                      hashes=result.hashes)  # fmt: skip
+    before = _sorted(store.load().compute())
+    for _ in range(2):
+        store.compact(names)
+        assert store.written(names) == set(names)
+        assert _rows_by_genre(store) == {"label=jazz": [4], "label=rock": [4]}
+        assert [p.name[:7] for p in store.out.hash_parts.glob("*.parquet")] == ["merged-"]
+        pd.testing.assert_frame_equal(_sorted(store.load().compute()), before)
+    assert len(store.content_hashes()) == 4

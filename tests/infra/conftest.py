@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import time
 from pathlib import Path
@@ -10,6 +11,8 @@ import pandas as pd
 import pytest
 
 from genre_hpc.flow import demo
+from genre_hpc.flow.params import FeatureParams
+from genre_hpc.flow.track import batch_features
 
 from ..helpers import REPO, dataset_rows, extract_stage, script_env
 
@@ -25,6 +28,30 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def long_corpus(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """Enough audio for a run that lasts while a test cancels a job mid-run."""
     return demo.generate(tmp_path_factory.mktemp("long-corpus"), n_per_genre=4, seconds=15)
+
+
+@pytest.fixture(scope="session")
+def lifetime_corpus(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Work that outlasts a worker job of `SHORT_LIVES` at this machine's speed now: two clips of
+    300 s, one timed here, and as many hard links to each as make a batch of one genre about 90 s
+    of work (twice the longest worker life), so a batch is always cut, however fast or loaded the
+    machine (a fixed 24 tracks fitted in a worker's life when the machine was idle). Each link is
+    extracted as a track of its own."""
+    root = tmp_path_factory.mktemp("lifetime-corpus")
+    clips = demo.generate(root, n_per_genre=1, seconds=300, genres=("jazz", "rock"))
+    one = [(clips[0].name, str(clips[0]), "jazz", 0)]
+    batch_features(one, params=FeatureParams(), block_segments=10, stage="test")  # numba, once
+    started = time.perf_counter()
+    batch_features(one, params=FeatureParams(), block_segments=10, stage="test")
+    per_genre = max(8, math.ceil(90 / (time.perf_counter() - started)))
+    tracks = []
+    for clip in clips:
+        for i in range(per_genre):
+            track = clip.with_name(f"{clip.parent.name}.{i:05d}.wav")
+            if not track.exists():
+                track.hardlink_to(clip)
+            tracks.append(track)
+    return tracks
 
 
 @pytest.fixture(scope="session")

@@ -37,6 +37,7 @@ def test_every_option_of_every_group_composes(group, option, tmp_path):
         ("cluster.threads_per_worker=two", "cluster.threads_per_worker"),
         ("extract.batch_size=-3", "extract.batch_size"),
         ("extract.part_rows=0", "extract.part_rows"),
+        ("extract.chunk_seconds=0", "extract.chunk_seconds"),
         ("features.segment_seconds=0.2", "features.segment_seconds"),
         ("features.min_seconds=0.01", "features.min_seconds"),
         ("features.sample_rate=abc", "features.sample_rate"),

@@ -23,6 +23,8 @@ from genre_hpc.infra.cluster import connect
 
 from ..helpers import (
     REPO,
+    SHORT_LIVES,
+    assert_cut_batches_resumed_with_progress,
     assert_every_row_once,
     dataset_rows,
     extract_stage,
@@ -121,6 +123,31 @@ def test_qdel_of_a_worker_mid_run_keeps_every_row_exactly_once(
     assert_every_row_once(out, tracks)
     _assert_no_jobs_left(worker)
     print(f"\nworker jobs seen: {sorted(workers)}, deleted {deleted}")
+
+
+@pytest.mark.long
+def test_worker_jobs_shorter_than_a_batch_finish_every_row_once_logging_progress(
+    sge: None, names: Callable[[str], str], lifetime_corpus: list[Path], tmp_path: Path
+) -> None:
+    """Issue 18: worker jobs retire (--lifetime) before h_rt mid-batch and are replaced; batches resume."""
+    tracks = lifetime_corpus
+    out = tmp_path / "out"
+    worker = names("worker")
+    started = time.perf_counter()
+    job = _qsub(
+        "sge/extract.sh", f"output.dir={out}", f"data.root={tracks[0].parents[1]}", *SHORT_LIVES,
+        f"extract.batch_size={len(tracks) // 2}",
+        f"cluster.job_name={worker}", driver=names("driver"), log=tmp_path / "driver.out",
+    )  # fmt: skip
+    workers: set[str] = set()
+    _wait(job, timeout=900, on_poll=lambda: workers.update(j for j, state in _qstat(worker) if state == "r"))
+    seconds = time.perf_counter() - started
+    _assert_completed(job, tmp_path / "driver.out")
+    assert_every_row_once(out, tracks)
+    assert_cut_batches_resumed_with_progress((tmp_path / "driver.out").read_text(), len(tracks))
+    assert len(workers) > 2, workers  # worker jobs retired and were replaced
+    _assert_no_jobs_left(worker)
+    print(f"\nshort-lived SGE workers: {seconds:.0f} s, {len(workers)} worker jobs, {extract_stage(out)}")
 
 
 def test_qdel_of_the_driver_deletes_its_workers_and_credentials(

@@ -1,9 +1,12 @@
 """What stages ask of their client: batch sizes, and numba code loaded by every worker from its own copy."""
 
+import time
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
-from genre_hpc.infra.tasks import MAX_BATCH, batch_size, batches, warm_workers
+from genre_hpc.infra.tasks import MAX_BATCH, batch_size, batches, chunks, still_wanted, warm_workers
 
 
 @pytest.mark.parametrize(
@@ -19,6 +22,20 @@ def test_batches_cover_the_table_in_order():
     cut = batches(table, 4)
     assert [len(b) for b in cut] == [4, 4, 2]
     assert pd.concat(cut).track_id.tolist() == table.track_id.tolist()
+
+
+@pytest.mark.parametrize(
+    ("seconds", "sizes"),
+    [
+        ([], []),
+        ([30.0] * 10, [4, 4, 2]),  # GTZAN clips: four to a chunk of 120 s
+        ([3.0] * 100, [40, 40, 20]),
+        ([240.0, 240.0, 60.0, 30.0, 30.0], [1, 1, 3]),  # a long track alone, not cut
+        ([30.0, float("nan"), 30.0], [1, 1, 1]),  # an unknown length alone
+    ],
+)
+def test_chunks_hold_up_to_the_budget_of_seconds_and_at_least_one_item(seconds, sizes):
+    assert chunks(seconds, 120) == sizes
 
 
 def _jit_state() -> tuple[int, str, list[str], str]:
@@ -51,3 +68,28 @@ def test_each_worker_loads_numba_code_from_its_own_copy_of_the_primed_cache(clie
         assert Path(folder).parent == numba_cache / "proc"
         assert set(primed_files) <= set(files)  # a full copy: the workers load, never compile
         assert Path(used).is_relative_to(folder)  # and numba itself caches there
+
+
+def _run_until_unwanted(marker: str) -> None:
+    """A task that says whether it was wanted when it started, then runs until it is not."""
+    Path(marker + ".started").write_text("wanted" if still_wanted() else "unwanted")
+    deadline = time.monotonic() + 60
+    while still_wanted() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    Path(marker).write_text("timeout" if still_wanted() else "unwanted")
+
+
+def test_a_task_learns_it_is_no_longer_wanted_once_cancelled_though_its_thread_goes_on(client, tmp_path):
+    assert still_wanted()  # outside a worker: a task function called directly
+    marker = tmp_path / "marker"
+    future = client.submit(_run_until_unwanted, str(marker), pure=False)
+    deadline = time.monotonic() + 60
+    while not Path(f"{marker}.started").exists():
+        assert time.monotonic() < deadline, future
+        time.sleep(0.05)
+    assert Path(f"{marker}.started").read_text() == "wanted"
+    client.cancel(future)  # as a retiring worker cancels what it runs
+    while not marker.exists():
+        assert time.monotonic() < deadline, "the cancelled task never noticed"
+        time.sleep(0.05)
+    assert marker.read_text() == "unwanted"
