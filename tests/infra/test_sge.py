@@ -30,6 +30,7 @@ from ..helpers import (
     extract_stage,
     make_config,
     require_scheduler,
+    script_env,
 )
 
 pytestmark = pytest.mark.sge
@@ -150,7 +151,7 @@ def test_worker_jobs_shorter_than_a_batch_finish_every_row_once_logging_progress
     print(f"\nshort-lived SGE workers: {seconds:.0f} s, {len(workers)} worker jobs, {extract_stage(out)}")
 
 
-def test_qdel_of_the_driver_deletes_its_workers_and_credentials(
+def test_qdel_of_the_driver_deletes_its_workers_and_credentials_and_a_rerun_finishes(
     sge: None, names: Callable[[str], str], long_corpus: list[Path], tmp_path: Path
 ) -> None:
     """The scripts' -notify makes qdel send SIGUSR2 before its SIGKILL: the driver still closes its
@@ -170,6 +171,17 @@ def test_qdel_of_the_driver_deletes_its_workers_and_credentials(
     _wait(job, timeout=60)
     assert list(tmp_path.glob(".dask-tls-*")) == []  # and deleted the credentials
     assert "submitting 2 worker jobs" in (tmp_path / "driver.out").read_text()
+    # a rerun in the same output.dir picks up what the deleted run left and finishes every track once
+    rerun = subprocess.run(
+        ["bash", "sge/extract.sh", "cluster=local", f"output.dir={tmp_path}",
+         f"data.root={long_corpus[0].parents[1]}"],
+        cwd=REPO, env=script_env(), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert re.search(r"extract: .*; \d+ already done, \d+ to do", rerun.stderr)
+    rows = dataset_rows(tmp_path)
+    assert set(rows.track_id) == {str(p.relative_to(long_corpus[0].parents[1])) for p in long_corpus}
+    assert not rows.duplicated(["track_id", "segment"]).any()
 
 
 def test_wrong_queue_fails_at_once_naming_the_keys(
