@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +92,37 @@ def require_scheduler(problem: str | None, name: str, start: str) -> None:
         pytest.fail(f"CI=true but {name} is not usable: {problem} (.ci/run starts it with {start})")
     if problem:
         pytest.skip(f"{problem}; start one with `bash {start} start`")
+
+
+def scheduler_problem(
+    name: str, commands: tuple[str, str], probe: list[str], works: Callable[[str], bool], empty: str
+) -> str | None:
+    """Why a scheduler is not usable here (its `commands` missing, `probe` failing, or its output
+    not what `works` expects; `empty` names what is missing then), or None."""
+    if any(shutil.which(command) is None for command in commands):
+        return f"{name}'s commands ({', '.join(commands)}) are not installed"
+    try:
+        done = subprocess.run(probe, capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        return f"{probe[0]} does not answer within 20 s"
+    if done.returncode != 0 or not works(done.stdout):
+        return f"{probe[0]} fails: {done.stderr.strip() or empty}"
+    return None
+
+
+def job_names(cancel: list[str]) -> Iterator[Callable[[str], str]]:
+    """Unique job names for one test (a fixture's body); whatever still runs under them is removed
+    afterwards with `cancel` + the name."""
+    tag = f"ghpc-test-{uuid.uuid4().hex[:8]}"
+    made: list[str] = []
+
+    def name(role: str) -> str:
+        made.append(f"{tag}-{role}")
+        return made[-1]
+
+    yield name
+    for job_name in made:
+        subprocess.run([*cancel, job_name], capture_output=True)
 
 
 def script_env() -> dict[str, str]:

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -28,8 +26,10 @@ from ..helpers import (
     assert_every_row_once,
     dataset_rows,
     extract_stage,
+    job_names,
     make_config,
     require_scheduler,
+    scheduler_problem,
     script_env,
 )
 
@@ -37,15 +37,13 @@ pytestmark = pytest.mark.sge
 
 
 def _sge_problem() -> str | None:
-    if shutil.which("qstat") is None or shutil.which("qsub") is None:
-        return "Grid Engine's commands (qstat, qsub) are not installed"
-    try:
-        done = subprocess.run(["qstat", "-f", "-q", "all.q"], capture_output=True, text=True, timeout=20)
-    except subprocess.TimeoutExpired:
-        return "qstat does not answer within 20 s"
-    if done.returncode != 0 or "all.q@" not in done.stdout:
-        return f"qstat fails: {done.stderr.strip() or 'no queue all.q'}"
-    return None
+    return scheduler_problem(
+        "Grid Engine",
+        ("qstat", "qsub"),
+        ["qstat", "-f", "-q", "all.q"],
+        lambda out: "all.q@" in out,
+        "no queue all.q",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -56,16 +54,7 @@ def sge() -> None:
 @pytest.fixture
 def names() -> Iterator[Callable[[str], str]]:
     """Unique job names for one test; whatever still runs under them is deleted afterwards."""
-    tag = f"ghpc-test-{uuid.uuid4().hex[:8]}"
-    made: list[str] = []
-
-    def name(role: str) -> str:
-        made.append(f"{tag}-{role}")
-        return made[-1]
-
-    yield name
-    for job_name in made:
-        subprocess.run(["qdel", "-f", job_name], capture_output=True)
+    yield from job_names(["qdel", "-f"])
 
 
 def test_qsub_extract_equals_local_with_the_jobs_asked_for(

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -27,8 +25,10 @@ from ..helpers import (
     assert_every_row_once,
     dataset_rows,
     extract_stage,
+    job_names,
     make_config,
     require_scheduler,
+    scheduler_problem,
     script_env,
 )
 
@@ -36,15 +36,13 @@ DONE = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMO
 
 
 def _slurm_problem() -> str | None:
-    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
-        return "SLURM's commands (sinfo, sbatch) are not installed"
-    try:
-        done = subprocess.run(["sinfo", "-h", "-o", "%P %a"], capture_output=True, text=True, timeout=20)
-    except subprocess.TimeoutExpired:
-        return "sinfo does not answer within 20 s"
-    if done.returncode != 0 or not done.stdout.strip():
-        return f"sinfo fails: {done.stderr.strip() or 'no partitions'}"
-    return None
+    return scheduler_problem(
+        "SLURM",
+        ("sinfo", "sbatch"),
+        ["sinfo", "-h", "-o", "%P %a"],
+        lambda out: bool(out.strip()),
+        "no partitions",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -55,16 +53,7 @@ def slurm() -> None:
 @pytest.fixture
 def names() -> Iterator[Callable[[str], str]]:
     """Unique job names for one test; whatever still runs under them is cancelled afterwards."""
-    tag = f"ghpc-test-{uuid.uuid4().hex[:8]}"
-    made: list[str] = []
-
-    def name(role: str) -> str:
-        made.append(f"{tag}-{role}")
-        return made[-1]
-
-    yield name
-    for job_name in made:
-        subprocess.run(["scancel", "-n", job_name], capture_output=True)
+    yield from job_names(["scancel", "-n"])
 
 
 def test_extract_script_dry_run_with_cluster_local(local_rows: pd.DataFrame, corpus: Path) -> None:
