@@ -40,9 +40,10 @@ LAYERS: dict[str, set[str]] = {
     "root": set(),  # genre_hpc/__init__.py: the version, nothing else
     "core": {"root", "core"},  # errors, atomic writer, output layout, versions
     "flow": {"root", "core", "flow"},  # the data flow, in FLOW_ORDER
-    "infra": {"root", "core", "flow", "infra"},  # config, manifest, tasks, cluster, benchmark
-    "stages": {"root", "core", "flow", "infra"},  # never another stage
-    "cli": {"root", "core", "flow", "infra", "stages", "cli"},
+    "infra": {"root", "core", "flow", "infra"},  # config, manifest, tasks, cluster, progress
+    "bench": {"root", "core", "flow", "infra", "bench"},  # the probes: they build clusters to time them
+    "stages": {"root", "core", "flow", "infra", "bench"},  # never another stage
+    "cli": {"root", "core", "flow", "infra", "bench", "stages", "cli"},
 }
 
 # Stages are handed a client: how it was built is none of their business.
@@ -117,7 +118,7 @@ def layer(module: str) -> str | None:
         return "root"
     if parts[0] in ("cli", "__main__"):
         return "cli"
-    return parts[0] if parts[0] in ("core", "flow", "infra", "stages") else None
+    return parts[0] if parts[0] in ("core", "flow", "infra", "bench", "stages") else None
 
 
 def _flow_step(module: str) -> str | None:
@@ -130,7 +131,7 @@ def violations(root: Path, package: str, flow_order: tuple[str, ...] = FLOW_ORDE
     """Every module in no layer, every import that breaks the contract, and every cycle, as lines."""
     known = modules(root, package)
     problems = [
-        f"{name} is in no layer: put it in core/, flow/, infra/ or stages/"
+        f"{name} is in no layer: put it in core/, flow/, infra/, bench/ or stages/"
         for name in known
         if layer(name) is None
     ]

@@ -21,12 +21,13 @@ from typing import Any
 import pandas as pd
 from omegaconf import DictConfig
 
+from genre_hpc.bench import extraction, mp3, new_worker, scale, training
 from genre_hpc.core.atomic import write_csv, write_text
 from genre_hpc.core.errors import ConfigError
 from genre_hpc.core.layout import BenchFiles, OutputLayout
 from genre_hpc.flow import corpus, demo, plots
 from genre_hpc.flow.parity import parity_summary, parity_table
-from genre_hpc.infra import benchmark, config, manifest, mp3bench, newworker, scaleprobe, trainbench
+from genre_hpc.infra import config, manifest
 
 log = logging.getLogger(__name__)
 
@@ -40,33 +41,33 @@ def run(cfg: DictConfig, client: Any, out: OutputLayout) -> dict[str, Any]:
     if sizes:  # the scale probe runs alone: it is long, and measures other things
         if any(n < 1 for n in sizes):
             raise ConfigError("bench.scale", f"{sizes} must be positive track counts", "e.g. [1000]")
-        table = scaleprobe.run(cfg, sizes, files.folder)
+        table = scale.run(cfg, sizes, files.folder)
         write_csv(files.scale, table)
         _log_table("scale probe (validate + extract by the console command)", table)
-        record = {"machine": benchmark.machine(), "command": _command(), "scale": table.to_dict("records")}
+        record = {"machine": extraction.machine(), "command": _command(), "scale": table.to_dict("records")}
         timer.finish("bench", record)
         return record
-    record: dict[str, Any] = {"machine": benchmark.machine(), "command": _command()}
+    record: dict[str, Any] = {"machine": extraction.machine(), "command": _command()}
     log.info("bench: machine: %s", record["machine"]["summary"])
     if spec.extraction:
         _extraction(cfg, files, record)
     if spec.mp3_clips:
         _mp3(cfg, files, record)
     if spec.new_worker:
-        table = newworker.probe(cfg, bench_corpus(cfg, 1)[0])
+        table = new_worker.probe(cfg, bench_corpus(cfg, 1)[0])
         write_csv(files.new_worker, table)
         _log_table(f"a new worker's first result (cluster={cfg.cluster.kind})", table)
         record["new_worker"] = table.to_dict(orient="records")
     if spec.training_rows:
-        training = trainbench.time_training(cfg)
-        write_csv(files.training, training)
-        plots.training_png(training, files.training_figure)
-        _log_table("xgboost training, same trees and parameters", training)
-        record["training"] = training.to_dict(orient="records")
-        record["training_note"] = trainbench.payoff_note(training)
+        timings = training.time_training(cfg)
+        write_csv(files.training, timings)
+        plots.training_png(timings, files.training_figure)
+        _log_table("xgboost training, same trees and parameters", timings)
+        record["training"] = timings.to_dict(orient="records")
+        record["training_note"] = training.payoff_note(timings)
         log.info("bench: %s", record["training_note"])
     if spec.tuning:
-        tuning = trainbench.time_tuning(cfg)
+        tuning = training.time_tuning(cfg)
         write_csv(files.tuning, tuning)
         _log_table("dask-ml GridSearchCV over search.grid", tuning)
         record["tuning"] = tuning.to_dict(orient="records")
@@ -88,7 +89,7 @@ def _extraction(cfg: DictConfig, files: BenchFiles, record: dict[str, Any]) -> N
 
     # "per core": the single-process parts must not spread BLAS over the other core
     with threadpool_limits(1):
-        speed, ours, theirs = benchmark.time_extractors(paths[: int(spec.speed_clips)], params, spec)
+        speed, ours, theirs = extraction.time_extractors(paths[: int(spec.speed_clips)], params, spec)
         parity = parity_table(ours, theirs, params, tolerance=float(spec.tolerance))
     write_csv(files.speed, speed)
     write_csv(files.parity, parity)
@@ -98,18 +99,18 @@ def _extraction(cfg: DictConfig, files: BenchFiles, record: dict[str, Any]) -> N
     record["speedup_vs_reference"] = float(speed.speedup.iloc[-1])
     record["parity_ok"] = bool(parity.ok.all())
 
-    scaling = benchmark.sweep_workers(cfg, paths, params)
+    scaling = extraction.sweep_workers(cfg, paths, params)
     write_csv(files.scaling, scaling)
     _log_table("distributed, worker sweep", scaling)
-    schedulers = benchmark.time_schedulers(cfg, paths, params, scaling)
+    schedulers = extraction.time_schedulers(cfg, paths, params, scaling)
     write_csv(files.schedulers, schedulers)
     _log_table("Dask schedulers, same files", schedulers)
     record["schedulers"] = schedulers.to_dict(orient="records")
     record["scaling"] = scaling.to_dict(orient="records")
 
-    record["startup"] = benchmark.startup_probe(cfg, paths[0])
+    record["startup"] = extraction.startup_probe(cfg, paths[0])
     _log_table("a fresh process's first result", pd.DataFrame(record["startup"]))
-    record["memory_vs_length"] = benchmark.memory_probe(cfg, paths[0], files.long_files)
+    record["memory_vs_length"] = extraction.memory_probe(cfg, paths[0], files.long_files)
     _log_table("peak memory against file length", pd.DataFrame(record["memory_vs_length"]))
     plots.scaling_png(schedulers, scaling, files.figure)
 
@@ -123,10 +124,10 @@ def _mp3(cfg: DictConfig, files: BenchFiles, record: dict[str, Any]) -> None:
     if len(counts) != 2:
         raise ConfigError("bench.mp3_clips", f"{list(counts)} must be two clip counts", "e.g. [10, 50]")
     root = Path(str(spec.mp3_root)).expanduser()
-    paths = mp3bench.mp3_corpus(root, max(counts), seconds=float(spec.seconds), seed=cfg.data.demo.seed)
+    paths = mp3.mp3_corpus(root, max(counts), seconds=float(spec.seconds), seed=cfg.data.demo.seed)
     params = config.feature_params(cfg)
     with threadpool_limits(1):
-        end_to_end, decoding, ours, theirs = mp3bench.time_mp3(
+        end_to_end, decoding, ours, theirs = mp3.time_mp3(
             paths, counts, params, repeats=int(spec.repeats), block_segments=int(spec.block_segments)
         )
         parity = parity_table(ours, theirs, params, tolerance=float(spec.tolerance))

@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from genre_hpc.bench.extraction import local_client, with_speedup
 from genre_hpc.core.errors import ConfigError
 from genre_hpc.flow import demo
 from genre_hpc.flow.schema import feature_names
 from genre_hpc.flow.split import grouped_folds
-from genre_hpc.infra.benchmark import local_client, with_speedup
 
 log = logging.getLogger(__name__)
 

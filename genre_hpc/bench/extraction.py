@@ -24,13 +24,14 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from genre_hpc.bench import mpvariants
 from genre_hpc.core.atomic import atomic_path
 from genre_hpc.core.errors import ConfigError
 from genre_hpc.core.versions import versions
 from genre_hpc.flow import features, reference
 from genre_hpc.flow.params import FeatureParams
 from genre_hpc.flow.track import track_features
-from genre_hpc.infra import config, jitcache, mpbench
+from genre_hpc.infra import config, jitcache
 from genre_hpc.infra.cluster import connect
 from genre_hpc.infra.tasks import warm_workers
 
@@ -130,7 +131,7 @@ def time_schedulers(
         log.info("bench: %s scheduler, %d files in %.2f s", name, len(paths), seconds)
     if cfg.bench.multiprocessing:
         task = partial(_batch_rows, params=params, block_segments=int(cfg.bench.block_segments))
-        for row in mpbench.time_variants(task, _batches(paths, cfg), n=n):
+        for row in mpvariants.time_variants(task, _batches(paths, cfg), n=n):
             rows.append(row)
             log.info("bench: %s, %d files in %.2f s", row["scheduler"], row["files"], row["seconds"])
     table = pd.DataFrame(rows)

@@ -7,11 +7,12 @@ import json
 import pandas as pd
 import pytest
 
+from genre_hpc.bench import mp3, new_worker
+from genre_hpc.bench.extraction import SCHEDULERS
+from genre_hpc.bench.mpvariants import VARIANTS
+from genre_hpc.bench.training import ROWS_PER_TRACK, TRAINING_METHODS, feature_rows
 from genre_hpc.flow.schema import feature_names
-from genre_hpc.infra import jitcache, mp3bench, newworker
-from genre_hpc.infra.benchmark import SCHEDULERS
-from genre_hpc.infra.mpbench import VARIANTS
-from genre_hpc.infra.trainbench import ROWS_PER_TRACK, TRAINING_METHODS, feature_rows
+from genre_hpc.infra import jitcache
 from genre_hpc.stages import bench
 
 from ..helpers import layout, make_config, run_stage
@@ -103,13 +104,13 @@ def test_mp3_probe_times_both_extractors_and_decoders_on_44k_stereo_mp3(tmp_path
     info = sf.info(clips[0])
     assert (info.format, info.samplerate, info.channels) == ("MP3", 44100, 2)
     end_to_end = pd.read_csv(files.mp3)
-    assert list(end_to_end.method) == [mp3bench.REFERENCE, mp3bench.PACKAGE]
+    assert list(end_to_end.method) == [mp3.REFERENCE, mp3.PACKAGE]
     assert (end_to_end.clips_small == 1).all() and (end_to_end.clips_large == 3).all()
     marginal = (end_to_end.seconds_large - end_to_end.seconds_small) / 2
     assert list(end_to_end.s_per_clip) == pytest.approx(list(marginal))
     assert end_to_end.speedup.iloc[0] == 1 and end_to_end.speedup.iloc[1] > 1
     decoding = pd.read_csv(files.mp3_decode)
-    assert list(decoding.method) == [mp3bench.DECODE_PATH, mp3bench.LIBSNDFILE, mp3bench.LIBROSA_LOAD]
+    assert list(decoding.method) == [mp3.DECODE_PATH, mp3.LIBSNDFILE, mp3.LIBROSA_LOAD]
     assert decoding.ratio_vs_libsndfile.iloc[1] == 1
     # the same samples reach both extractors (librosa.load's and the package's decode agree), so
     # every feature defined the same way agrees within the tolerance
@@ -127,7 +128,7 @@ def test_new_worker_probe_starts_one_worker_with_nothing_primed_and_one_with_bot
     )  # fmt: skip
     run_stage(bench, cfg)
     table = pd.read_csv(layout(cfg).bench.new_worker, keep_default_na=False)
-    assert list(table.worker) == [label for label, _ in newworker.VARIANTS]
+    assert list(table.worker) == [label for label, _ in new_worker.VARIANTS]
     cold, primed = table.to_dict("records")
     folder = jitcache.primed_folder(numba_cache)
     # the cold worker compiled into an empty cache of its own and read no primed bytecode
@@ -158,7 +159,7 @@ def test_scale_probe_measures_a_corpus_of_n_tracks_and_reuses_it(tmp_path, numba
     assert list(table.tracks) == [row["tracks"]]
     clips = sorted((tmp_path / "bench-fma" / "n20").rglob("*.mp3"))
     stamps = [p.stat().st_mtime_ns for p in clips]
-    bench.scaleprobe.build(tmp_path / "bench-fma", 20, seconds=3.0, sample_rate=22050, seed=0)
+    bench.scale.build(tmp_path / "bench-fma", 20, seconds=3.0, sample_rate=22050, seed=0)
     assert [p.stat().st_mtime_ns for p in clips] == stamps  # cached, not written again
 
 
