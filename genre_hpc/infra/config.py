@@ -77,7 +77,7 @@ def steps(cfg: DictConfig) -> list[str]:
 def check(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first key whose value cannot work."""
     for section in (_check_stages, _check_data, _check_extract, _check_features, _check_cluster,
-                    _check_split, _check_search, _check_compare, _check_evaluate):  # fmt: skip
+                    _check_split, _check_model, _check_search, _check_compare, _check_evaluate):  # fmt: skip
         section(cfg)
 
 
@@ -188,6 +188,14 @@ def _check_split(cfg: DictConfig) -> None:
     fraction = _get(cfg, "split.test_fraction", None)
     if fraction is not None and not (isinstance(fraction, float) and 0.0 < fraction < 1.0):
         raise ConfigError("split.test_fraction", f"{fraction!r} is not between 0 and 1", "e.g. 0.2")
+
+
+def _check_model(cfg: DictConfig) -> None:
+    _positive_int(cfg, "model.early_stopping_rounds", allow_none=True)
+    _positive_int(cfg, "model.segments_per_track", allow_none=True)
+    fraction = _get(cfg, "model.validation_fraction")
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+        raise ConfigError("model.validation_fraction", f"{fraction!r} is not between 0 and 1", "e.g. 0.1")
 
 
 def _check_search(cfg: DictConfig) -> None:

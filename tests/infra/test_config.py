@@ -54,6 +54,9 @@ def test_every_option_of_every_group_composes(group, option, tmp_path):
         ("data=table data.root=/a data.tracks=/t.csv data.columns.label=null", "data.columns.label"),
         ("split=fma split.test_on=[]", "split.test_on"),
         ("split.group_by=''", "split.group_by"),
+        ("model.early_stopping_rounds=0", "model.early_stopping_rounds"),
+        ("model.validation_fraction=1", "model.validation_fraction"),
+        ("model.segments_per_track=-2", "model.segments_per_track"),
     ],
 )
 def test_wrong_values_name_their_key(override, key, tmp_path):
