@@ -203,3 +203,18 @@ def test_the_stages_settings_are_the_shipped_config_and_the_default():
     assert model.Fitting.from_config(changed) == replace(
         model.Fitting.defaults(), early_stopping_rounds=None, segments_per_track=30
     )
+
+
+def test_the_leaky_split_holds_out_whole_tracks_from_training_too(client, tmp_path):
+    # random_segments puts segments of every track on both sides: the validation tracks are drawn
+    # from all of them, and none of their training-side segments trains the model
+    out = write_dataset(tmp_path, tracks_per_genre=10, segments=lambda t: 6, signal=0.5)
+    leaky = OmegaConf.create({"name": "random_segments", "test_fraction": 0.25, "seed": 0})
+    data = TrainingData(out, leaky)
+    validation = model.validation_tracks(data, FITTING)
+    assert len(validation) == 3 * round(0.25 * 10)
+    arrays = model.training_arrays(client, data, data.train_classes(), validation=validation)
+    numbers = _number(data)
+    trained, watched = unscaled(arrays, arrays.x), unscaled(arrays, arrays.x_valid)
+    assert set(watched[TRACK_COLUMN]) == {numbers[t] for t in validation}
+    assert not set(trained[TRACK_COLUMN]) & set(watched[TRACK_COLUMN])
