@@ -142,6 +142,7 @@ def comparison_table(models: list[dict[str, Any]]) -> pd.DataFrame:
         {
             "folds": "folds",
             "fit_seconds": "fit seconds",
+            "fit_cpu_seconds": "fit CPU seconds",
             "trained_on_tracks": "trained on tracks",
             "sampled": "sampled",
             "bound": "what bounds its cost",
