@@ -92,6 +92,7 @@ class Fitted:
     ids: pd.DataFrame
     fit_seconds: float
     fit_cpu_seconds: float
+    predict_cpu_seconds: float
     trained_on_tracks: int
     trained_on_rows: int
     sampled: bool
@@ -167,7 +168,9 @@ def fit_model(
         best = getattr(estimator, "best_iteration", None) if watched is not None else None
         rounds = int(best) + 1 if best is not None else int(estimator.n_estimators)
         bound += f"; {rounds} rounds"
+    cpu = time.thread_time()
     proba = estimator.predict_proba(_scaled(scaler, test.x))
+    predict_cpu_seconds = time.thread_time() - cpu  # k-NN's and the SVM's cost is mostly here
     # the absent classes get a column of zeros: their tracks count as wrong
     full = np.zeros((len(test), n_classes))
     full[:, present[estimator.classes_]] = proba
@@ -176,6 +179,7 @@ def fit_model(
         ids=test.ids(),
         fit_seconds=fit_seconds,
         fit_cpu_seconds=fit_cpu_seconds,
+        predict_cpu_seconds=predict_cpu_seconds,
         trained_on_tracks=tracks,
         trained_on_rows=len(train),
         sampled=sample is not None,

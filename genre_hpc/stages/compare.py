@@ -45,6 +45,7 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> pd.DataFrame:
     data = TrainingData(out, cfg.split)
     names = list(cfg.compare.models)  # checked by config.check
     plan = Plan.of(cfg, data, client)
+    _log_memory(client, data, plan)
     if cfg.compare.folds:
         rows, protocol, folds = _cross_validated(client, data, names, plan, k=int(cfg.compare.folds))
     else:
@@ -113,6 +114,21 @@ class Plan:
         return stratified_tracks(tracks, fraction=self.validation_fraction, seed=self.seed, keep_one=True)
 
 
+def _log_memory(client: Client, data: TrainingData, plan: Plan) -> None:
+    """Say what each worker holds: every row of the dataset as float32 (the train and the test side,
+    or every fold), against its memory limit."""
+    rows = sum(n for _, n in data.store.parts())
+    held = rows * len(data.names) * 4
+    limits = {w: info.get("memory_limit") for w, info in client.scheduler_info()["workers"].items()}
+    limit = min((v for v in limits.values() if v), default=None)
+    log.info(
+        "compare: each of %d workers reads and holds %d rows (%.0f MiB as float32)%s; %d model tasks "
+        "side by side, one per worker thread",
+        len(plan.workers), rows, held / 2**20, f" of a {limit / 2**30:.1f} GiB memory limit" if limit else "",
+        sum(plan.slots.values()),
+    )  # fmt: skip
+
+
 def _one_split(client: Client, data: TrainingData, names: list[str], plan: Plan) -> list[dict[str, Any]]:
     parts = [p for p, _ in data.store.parts()]
     read = partial(read_side, parts=parts, names=data.names, classes=data.classes)
@@ -163,6 +179,7 @@ def _trained_on(fitted: Fitted) -> dict[str, Any]:
     """The comparison's columns that say what a model was trained on and what bounded it."""
     return {
         "fit_cpu_seconds": fitted.fit_cpu_seconds,
+        "predict_cpu_seconds": fitted.predict_cpu_seconds,
         "trained_on_tracks": fitted.trained_on_tracks,
         "trained_on_rows": fitted.trained_on_rows,
         "sampled": fitted.sampled,
@@ -229,6 +246,7 @@ def _cross_validated(
         row["interval"] = infos["track_accuracy"]["method"]
         row["fit_seconds"] = float(mine.fit_seconds.mean())
         row["fit_cpu_seconds"] = float(mine.fit_cpu_seconds.mean())
+        row["predict_cpu_seconds"] = float(mine.predict_cpu_seconds.mean())
         row["trained_on_tracks"] = int(mine.trained_on_tracks.max())  # per fold: the largest
         row["trained_on_rows"] = int(mine.trained_on_rows.max())
         row["sampled"] = bool(mine.sampled.any())
