@@ -187,7 +187,7 @@ def _compact(models: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(
         [
             {
-                "model": m["model"],
+                "model": model_name(m),
                 "track accuracy, per track (95 % CI)": f"{m['track_accuracy']:.3f} "
                 f"({m['track_accuracy_low']:.2f}-{m['track_accuracy_high']:.2f})",
                 "segment accuracy, per segment": m["segment_accuracy"],
@@ -195,6 +195,14 @@ def _compact(models: list[dict[str, Any]]) -> pd.DataFrame:
             for m in models
         ]
     )
+
+
+def model_name(row: dict[str, Any]) -> str:
+    """A comparison row's model as the report names it: a model trained on a sample of the training
+    tracks says so, with the number of tracks, wherever its numbers are shown."""
+    if row.get("sampled"):
+        return f"{row['model']} (trained on a sample of {int(row['trained_on_tracks']):,} tracks)"
+    return str(row["model"])
 
 
 def _count(metrics: dict[str, Any], key: str, what: str) -> str:

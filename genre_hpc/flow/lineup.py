@@ -1,12 +1,37 @@
-"""The origin study's model lineup (k-NN, RF, SVM, MLP, XGBoost, XGBoost-RF), one fit per Dask task."""
+"""The origin study's model lineup (k-NN, RF, SVM, MLP, XGBoost, XGBoost-RF), one fit per Dask task,
+each model's cost bounded so that the comparison finishes at fma_large's 10^6 rows.
+
+What bounds each model (`Limits`, from compare.* and model.*; each row of the comparison says which
+applied, next to its numbers):
+- knn, svm: their fit or prediction grows with the square of the training rows, so they train on a
+  sample of at most `sample_tracks[name]` training tracks (whole groups, every genre:
+  sampling.stratified_tracks) and say so;
+- random_forest, xgboost_rf: each tree grows on at most `forest_rows` rows (a bootstrap of that
+  size, a subsample for xgboost's forest);
+- xgboost: at most `boost_rows` rows per round (a subsample), and rounds as needed: early stopping
+  on a slice of the training tracks (whole groups) that the model never trains on;
+- mlp: early stopping on a tenth of its rows, and at most `mlp_row_passes` rows seen in all (epochs
+  x rows).
+
+The rows are held by the workers (stages/compare.py reads them there); a fit gets them as `Rows`.
+"""
 
 from __future__ import annotations
 
+import math
 import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import pandas as pd
 from sklearn.base import BaseEstimator, clone
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import RandomForestClassifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
@@ -14,20 +39,239 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from xgboost import XGBClassifier, XGBRFClassifier
 
-# Settings are common defaults, one thread per fit (the cluster provides the parallelism, one
-# model per task).
-MODELS = {
-    "knn": lambda seed: KNeighborsClassifier(n_neighbors=5),
-    "random_forest": lambda seed: RandomForestClassifier(n_estimators=300, n_jobs=1, random_state=seed),
-    "svm": lambda seed: SVC(C=10.0, probability=True, random_state=seed),
-    "mlp": lambda seed: MLPClassifier(hidden_layer_sizes=(256, 128), max_iter=400, random_state=seed),
-    "xgboost": lambda seed: XGBClassifier(n_estimators=300, max_depth=6, n_jobs=1, random_state=seed),
-    "xgboost_rf": lambda seed: XGBRFClassifier(n_estimators=300, max_depth=8, n_jobs=1, random_state=seed),
-}
+from genre_hpc.flow.sampling import cap_segments
+
+MODELS = ("knn", "random_forest", "svm", "mlp", "xgboost", "xgboost_rf")
+# the models whose cost grows with the square of their training rows: trained on a sample of tracks
+QUADRATIC = ("knn", "svm")
+# the models of trees: unchanged by standardisation
+TREES = ("random_forest", "xgboost", "xgboost_rf")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What bounds each model's cost (see the module's docstring); None lifts a bound."""
+
+    sample_tracks: dict[str, int | None] = field(default_factory=dict)
+    forest_rows: int | None = None
+    boost_rows: int | None = None
+    mlp_row_passes: int | None = None
+    early_stopping_rounds: int | None = None
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Feature rows held on a worker: float32 features, class codes (over all classes), track ids and
+    labels, in the dataset's order."""
+
+    x: np.ndarray
+    y: np.ndarray
+    track_id: np.ndarray
+    label: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def take(self, keep: np.ndarray) -> Rows:
+        return Rows(self.x[keep], self.y[keep], self.track_id[keep], self.label[keep])
+
+    def of_tracks(self, tracks: frozenset[str]) -> np.ndarray:
+        """Boolean mask of the rows of `tracks`."""
+        return pd.Series(self.track_id).isin(tracks).to_numpy()
+
+    def ids(self) -> pd.DataFrame:
+        return pd.DataFrame({"track_id": self.track_id, "label": self.label})
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """One model's test probabilities (columns: all classes), the test rows' ids in the same order,
+    and what it was trained on."""
+
+    proba: np.ndarray
+    ids: pd.DataFrame
+    fit_seconds: float
+    fit_cpu_seconds: float
+    predict_cpu_seconds: float
+    trained_on_tracks: int
+    trained_on_rows: int
+    sampled: bool
+    bound: str
+    rounds: int | None = None
+
+
+def fit_model(
+    name: str,
+    train: Rows,
+    test: Rows,
+    *,
+    n_classes: int,
+    seed: int,
+    limits: Limits,
+    sample: frozenset[str] | None = None,
+    validation: frozenset[str] | None = None,
+) -> Fitted:
+    """Fit one model of the lineup (standardised inputs) on `train` and return its test
+    probabilities; runs on a worker.
+
+    `sample`: the tracks a model of QUADRATIC trains on (None: all of `train`); `validation`: the
+    training tracks that xgboost's early stopping watches, never trained on (None: no early stopping).
+    """
+    if sample is not None:
+        train = train.take(train.of_tracks(sample))
+    watched = None
+    if name == "xgboost" and validation is not None and limits.early_stopping_rounds:
+        held = train.of_tracks(validation)
+        if held.any() and (~held).any():
+            watched, train = train.take(held), train.take(~held)
+    # XGBoost wants the classes it sees numbered 0..n-1: a class absent from the training side
+    # (a genre only the test side has) leaves a gap, so number the present ones afresh
+    present, y_local = np.unique(train.y, return_inverse=True)
+    # trees split on the order of values, which standardising keeps: they skip its copy of the rows
+    scaler = None if name in TREES else StandardScaler().fit(train.x)
+    x_train = _scaled(scaler, train.x)
+    estimator, bound, fit_params = build(name, seed=seed, n_rows=len(train), limits=limits)
+    tracks = len(set(train.track_id))
+    if name in QUADRATIC:
+        bound = (
+            f"trained on a sample of {tracks:,} training tracks (whole groups, every genre)"
+            if sample is not None
+            else "trained on every training track"
+        )
+    if name == "svm":
+        estimator = _calibrated_svm(estimator, train, y_local)
+    if watched is not None:
+        codes = {c: i for i, c in enumerate(present)}
+        known = np.isin(watched.y, present)
+        y_watched = np.array([codes[c] for c in watched.y[known]], dtype=np.int32)
+        fit_params["eval_set"] = [(_scaled(scaler, watched.x[known]), y_watched)]
+        fit_params["verbose"] = False
+        bound += (
+            f"; early stopping after {limits.early_stopping_rounds} rounds without gain on "
+            f"{len(set(watched.track_id)):,} validation tracks"
+        )
+    started, cpu = time.perf_counter(), time.thread_time()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        estimator.fit(x_train, y_local, **fit_params)
+    fit_seconds = time.perf_counter() - started
+    # the fit's own CPU seconds (one thread: Dask's workers run BLAS and OpenMP single-threaded):
+    # what the fit costs, whatever else shares the machine
+    fit_cpu_seconds = time.thread_time() - cpu
+    if any(issubclass(w.category, ConvergenceWarning) for w in caught):
+        bound += "; stopped at its epoch bound before converging"
+    for w in caught:  # anything else is still said
+        if not issubclass(w.category, ConvergenceWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    rounds = None
+    if name == "xgboost":
+        best = getattr(estimator, "best_iteration", None) if watched is not None else None
+        rounds = int(best) + 1 if best is not None else int(estimator.n_estimators)
+        bound += f"; {rounds} rounds"
+    cpu = time.thread_time()
+    proba = estimator.predict_proba(_scaled(scaler, test.x))
+    predict_cpu_seconds = time.thread_time() - cpu  # k-NN's and the SVM's cost is mostly here
+    # the absent classes get a column of zeros: their tracks count as wrong
+    full = np.zeros((len(test), n_classes))
+    full[:, present[estimator.classes_]] = proba
+    return Fitted(
+        proba=full,
+        ids=test.ids(),
+        fit_seconds=fit_seconds,
+        fit_cpu_seconds=fit_cpu_seconds,
+        predict_cpu_seconds=predict_cpu_seconds,
+        trained_on_tracks=tracks,
+        trained_on_rows=len(train),
+        sampled=sample is not None,
+        bound=bound,
+        rounds=rounds,
+    )
+
+
+def _scaled(scaler: StandardScaler | None, x: np.ndarray) -> np.ndarray:
+    return x if scaler is None else scaler.transform(x)
+
+
+def build(name: str, *, seed: int, n_rows: int, limits: Limits) -> tuple[BaseEstimator, str, dict[str, Any]]:
+    """The unfitted estimator of `name` for `n_rows` training rows, what bounds its cost (as the
+    comparison says it), and its fit's keyword arguments. One thread per fit: the cluster provides
+    the parallelism, one model per task."""
+    if name == "knn":
+        return KNeighborsClassifier(n_neighbors=5), "", {}
+    if name == "svm":
+        return SVC(C=10.0), "", {}
+    if name == "random_forest":
+        per_tree = _rows_per_tree(n_rows, limits.forest_rows)
+        forest = RandomForestClassifier(n_estimators=300, max_samples=per_tree, n_jobs=1, random_state=seed)
+        return forest, _per_tree_text(per_tree, n_rows, "each tree on a bootstrap of"), {}
+    if name == "mlp":
+        epochs = 400
+        if limits.mlp_row_passes is not None:
+            epochs = max(1, min(epochs, math.ceil(limits.mlp_row_passes / max(n_rows, 1))))
+        mlp = MLPClassifier(
+            hidden_layer_sizes=(256, 128), max_iter=epochs, early_stopping=True, random_state=seed
+        )
+        return mlp, f"early stopping on 10 % of its rows; at most {epochs} epochs", {}
+    if name == "xgboost":
+        fraction = _fraction(n_rows, limits.boost_rows, 1.0)
+        rounds = limits.early_stopping_rounds
+        boost = XGBClassifier(
+            n_estimators=300, max_depth=6, subsample=fraction, n_jobs=1, random_state=seed,
+            early_stopping_rounds=rounds or None,
+        )  # fmt: skip
+        text = "all rows each round" if fraction == 1.0 else f"each round on a {fraction:.3g} subsample"
+        return boost, text, {}
+    if name == "xgboost_rf":
+        fraction = _fraction(n_rows, limits.forest_rows, 0.8)  # 0.8: XGBRFClassifier's own default
+        # 100 trees, not 300: a tree costs about the same whatever the rows (histograms over 174
+        # features x 256 bins per node, depth 8, one tree per class), so 300 trees took 28-82 s on
+        # the demo's 800 rows, the longest fit of the lineup
+        forest = XGBRFClassifier(
+            n_estimators=100, max_depth=8, subsample=fraction, n_jobs=1, random_state=seed
+        )
+        return forest, f"100 trees, each on a {fraction:.3g} subsample", {}
+    raise KeyError(name)
+
+
+def _rows_per_tree(n_rows: int, cap: int | None) -> int | None:
+    return cap if cap is not None and n_rows > cap else None
+
+
+def _per_tree_text(per_tree: int | None, n_rows: int, what: str) -> str:
+    return f"{what} {per_tree or n_rows:,} of {n_rows:,} rows"
+
+
+def _fraction(n_rows: int, cap: int | None, default: float) -> float:
+    if cap is None or n_rows <= 0:
+        return default
+    return min(default, cap / n_rows)
+
+
+def _calibrated_svm(svm: SVC, train: Rows, y: np.ndarray) -> CalibratedClassifierCV:
+    """SVC's probabilities as scikit-learn 1.9 recommends them in place of the deprecated
+    SVC(probability=True): CalibratedClassifierCV(SVC(), ensemble=False), one SVC on all the rows
+    and a sigmoid per class fitted to decision values from cross-validation. The folds here keep
+    each track's segments together (SVC's own folds split them: calibrated on segments whose
+    neighbours it had trained on)."""
+    per_class = pd.Series(train.track_id).groupby(y).nunique()
+    folds = int(min(5, per_class.min()))
+    if folds < 2:  # a genre of one track: nothing to cross-validate over, calibrate on rows
+        return CalibratedClassifierCV(svm, method="sigmoid", ensemble=False, cv=2)
+    splits = list(StratifiedGroupKFold(n_splits=folds).split(train.x, y, groups=train.track_id))
+    return CalibratedClassifierCV(svm, method="sigmoid", ensemble=False, cv=splits)
+
+
+def fit_model_fold(name: str, held: FoldRows, fold: int, **kwargs: Any) -> Fitted:
+    """fit_model trained on every row outside `fold` (that the segment cap keeps), tested on the
+    rows of `fold`: one cross-validation fold as one task, on a worker that read the rows once for
+    all folds."""
+    test = held.folds == fold
+    keep = ~test if held.trains is None else ~test & held.trains
+    return fit_model(name, held.rows.take(keep), held.rows.take(test), **kwargs)
 
 
 def fit_and_predict(
-    name: str | BaseEstimator,
+    estimator: BaseEstimator,
     x_train: np.ndarray,
     y_train: np.ndarray,
     x_test: np.ndarray,
@@ -35,27 +279,21 @@ def fit_and_predict(
     n_classes: int,
     seed: int,
 ) -> tuple[np.ndarray, float]:
-    """Fit one model (standardised inputs) and return its test probabilities; runs on a worker.
-
-    `name` is one of MODELS, or an unfitted estimator (evaluate's configured xgboost).
-    """
-    estimator = MODELS[name](seed) if isinstance(name, str) else clone(name)
-    model = make_pipeline(StandardScaler(), estimator)
-    # XGBoost wants the classes it sees numbered 0..n-1: a class absent from the training side
-    # (a genre only the test side has) leaves a gap, so number the present ones afresh
+    """Fit an unfitted estimator (standardised inputs) and return its test probabilities and fit
+    seconds; runs on a worker. `evaluate`'s engine=tasks fits its configured xgboost through it."""
+    model = make_pipeline(StandardScaler(), clone(estimator))
     present, y_local = np.unique(y_train, return_inverse=True)
     started = time.perf_counter()
     model.fit(x_train, y_local)
     fit_seconds = time.perf_counter() - started
     proba = model.predict_proba(x_test)
-    # the absent classes get a column of zeros: their tracks count as wrong
     full = np.zeros((len(x_test), n_classes))
     full[:, present[model.classes_]] = proba
     return full, fit_seconds
 
 
 def fit_and_predict_fold(
-    name: str | BaseEstimator,
+    estimator: BaseEstimator,
     x: np.ndarray,
     y: np.ndarray,
     folds: np.ndarray,
@@ -64,7 +302,65 @@ def fit_and_predict_fold(
     n_classes: int,
     seed: int,
 ) -> tuple[np.ndarray, float]:
-    """fit_and_predict trained on every row outside `fold`, tested on the rows of `fold`: one
-    cross-validation fold as one task, the data scattered to every worker once for all folds."""
+    """fit_and_predict trained on every row outside `fold`, tested on the rows of `fold`."""
     test = folds == fold
-    return fit_and_predict(name, x[~test], y[~test], x[test], n_classes=n_classes, seed=seed)
+    return fit_and_predict(estimator, x[~test], y[~test], x[test], n_classes=n_classes, seed=seed)
+
+
+# --- the rows, read on the workers ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FoldRows:
+    """Every row of the dataset held on a worker for cross-validation: the rows, each row's fold,
+    which rows a segment cap lets train (None: all) and how the folds were drawn, in words."""
+
+    rows: Rows
+    folds: np.ndarray
+    trains: np.ndarray | None
+    protocol: str
+
+
+def as_rows(frame: pd.DataFrame, *, names: list[str], classes: list[str]) -> Rows:
+    """A frame of dataset rows (track_id, label, features) as `Rows`."""
+    codes = {label: i for i, label in enumerate(classes)}
+    return Rows(
+        x=np.ascontiguousarray(frame[names].to_numpy(np.float32)),
+        y=frame.label.map(codes).to_numpy(np.int32),
+        track_id=frame.track_id.to_numpy(object),
+        label=frame.label.to_numpy(object),
+    )
+
+
+def read_side(
+    read: Callable[[list[str]], pd.DataFrame],
+    parts: list[str],
+    *,
+    names: list[str],
+    classes: list[str],
+    cap: int | None = None,
+) -> Rows:
+    """One side's rows of `parts`, read on the worker that runs this (`read`: TrainingData.reader),
+    at most `cap` segments of each track (sampling.cap_segments; None: all)."""
+    return as_rows(cap_segments(read(parts), cap), names=names, classes=classes)
+
+
+def read_folds(
+    read: Callable[[list[str]], pd.DataFrame],
+    parts: list[str],
+    *,
+    names: list[str],
+    classes: list[str],
+    folds: Callable[[pd.DataFrame], tuple[np.ndarray, str]],
+    cap: int | None = None,
+) -> FoldRows:
+    """Every row of `parts` with its fold and the protocol (`folds` of the rows), read on the worker
+    that runs this;
+    `trains` marks the rows the segment cap keeps for training (a test fold keeps every segment)."""
+    frame = read(parts)
+    trains = None
+    if cap is not None:
+        trains = np.zeros(len(frame), dtype=bool)
+        trains[frame.index.get_indexer(cap_segments(frame, cap).index)] = True
+    fold, protocol = folds(frame)
+    return FoldRows(as_rows(frame, names=names, classes=classes), np.asarray(fold), trains, protocol)

@@ -65,7 +65,13 @@ def comparison_png(table, path: Path, *, title: str) -> Path:
             errors = np.vstack([table[name] - table[f"{name}_low"], table[f"{name}_high"] - table[name]])
             errors = np.clip(np.nan_to_num(errors), 0, None)
         ax.bar(x + offset, table[name], 0.4, yerr=errors, capsize=3, label=label)
-    ax.set_xticks(x, table["model"], rotation=20)
+    names = table["model"].astype(str).tolist()
+    if "sampled" in table:  # a model trained on a sample of the tracks says so under its bars
+        names = [
+            f"{name}\n(sample: {int(tracks):,} tracks)" if sampled else name
+            for name, sampled, tracks in zip(names, table["sampled"], table["trained_on_tracks"], strict=True)
+        ]
+    ax.set_xticks(x, names, rotation=20)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("accuracy (95 % interval)")
     ax.set_title(title, fontsize=9)

@@ -138,7 +138,17 @@ def comparison_table(models: list[dict[str, Any]]) -> pd.DataFrame:
             columns.update(
                 {f"{name}_low": "track accuracy 95 % low", f"{name}_high": "track accuracy 95 % high"}
             )
-    columns.update({"folds": "folds", "fit_seconds": "fit seconds"})
+    columns.update(
+        {
+            "folds": "folds",
+            "fit_seconds": "fit seconds",
+            "fit_cpu_seconds": "fit CPU seconds",
+            "trained_on_tracks": "trained on tracks",
+            "sampled": "sampled",
+            "bound": "what bounds its cost",
+        }
+    )
+    frame["model"] = [headline.model_name(m) for m in models]
     return frame[[c for c in columns if c in frame]].rename(columns=columns)
 
 

@@ -219,11 +219,26 @@ def _check_search(cfg: DictConfig) -> None:
 
 def _check_compare(cfg: DictConfig) -> None:
     if cfg.stage == "compare":
-        from genre_hpc.flow.lineup import MODELS  # deferred: the lineup imports every model's library
+        # deferred: the lineup imports every model's library
+        from genre_hpc.flow.lineup import MODELS, QUADRATIC
 
         unknown = sorted(set(_get(cfg, "compare.models")) - set(MODELS))
         if unknown:
             raise ConfigError("compare.models", f"unknown {unknown}", f"choose from {list(MODELS)}")
+        sample = _get(cfg, "compare.sample_tracks")
+        if not isinstance(sample, DictConfig):
+            raise ConfigError(
+                "compare.sample_tracks", f"{sample!r} is not a mapping", "e.g. {knn: 2000, svm: 2000}"
+            )
+        for name in sample:
+            if name not in QUADRATIC:
+                raise ConfigError(
+                    f"compare.sample_tracks.{name}", "only the models that cannot scale are sampled",
+                    f"name one of {list(QUADRATIC)}",
+                )  # fmt: skip
+            _positive_int(cfg, f"compare.sample_tracks.{name}", allow_none=True)
+        for key in ("forest_rows", "boost_rows", "mlp_row_passes"):
+            _positive_int(cfg, f"compare.{key}", allow_none=True)
 
 
 def _check_evaluate(cfg: DictConfig) -> None:

@@ -1,26 +1,41 @@
 """The compare stage: the origin study's model lineup on one split, one model per Dask task; or,
-with compare.folds=K, on K cross-validation folds, one model x fold per task."""
+with compare.folds=K, on K cross-validation folds, one model x fold per task.
+
+The driver plans and scores, the workers hold the rows: each worker reads the train side and the
+test side once (for folds: every row once), and every model task runs on a worker that holds them,
+returning test probabilities with the test rows' ids. Tasks go to workers as slots free up, the
+costliest first. What bounds each model (a sample of tracks for k-NN and SVM, rows per tree,
+early stopping: flow/lineup.py) is written next to its numbers.
+"""
 
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from distributed import Client
-from omegaconf import DictConfig
+from distributed import Client, Future, as_completed
+from omegaconf import DictConfig, OmegaConf
 
 from genre_hpc.core.atomic import write_csv, write_json
 from genre_hpc.core.layout import OutputLayout
-from genre_hpc.flow import plots
-from genre_hpc.flow.lineup import fit_and_predict, fit_and_predict_fold
+from genre_hpc.flow import plots, shares
+from genre_hpc.flow.dataset import FeatureStore
+from genre_hpc.flow.lineup import QUADRATIC, Fitted, Limits, fit_model, fit_model_fold, read_folds, read_side
 from genre_hpc.flow.metrics import SCORES, evaluate, fold_interval, interval_text
-from genre_hpc.flow.split import row_folds
+from genre_hpc.flow.sampling import stratified_tracks
+from genre_hpc.flow.split import Split, row_folds, track_folds
 from genre_hpc.flow.trainset import TrainingData
 from genre_hpc.infra import manifest
 
 log = logging.getLogger(__name__)
+
+# the order tasks start in: the costliest first, so the last to finish is a short one
+COST_ORDER = ("xgboost_rf", "xgboost", "random_forest", "mlp", "svm", "knn")
 
 
 def run(cfg: DictConfig, client: Client, out: OutputLayout) -> pd.DataFrame:
@@ -29,12 +44,12 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> pd.DataFrame:
     timer = manifest.StageTimer(out, cfg)
     data = TrainingData(out, cfg.split)
     names = list(cfg.compare.models)  # checked by config.check
+    plan = Plan.of(cfg, data, client)
+    _log_memory(client, data, plan)
     if cfg.compare.folds:
-        rows, protocol, folds = _cross_validated(
-            client, data, names, k=int(cfg.compare.folds), seed=cfg.split.seed
-        )
+        rows, protocol, folds = _cross_validated(client, data, names, plan, k=int(cfg.compare.folds))
     else:
-        rows, protocol, folds = _one_split(client, data, names, seed=cfg.split.seed), data.split.label(), None
+        rows, protocol, folds = _one_split(client, data, names, plan), data.split.label(), None
     table = pd.DataFrame(rows)
     files = out.comparison(data.split.name)
     write_csv(files.table, table)
@@ -53,82 +68,167 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> pd.DataFrame:
     return table
 
 
-def _one_split(client: Client, data: TrainingData, names: list[str], *, seed: int) -> list[dict[str, Any]]:
-    tr, te = data.side("train").compute(), data.side("test").compute()
-    x_train = client.scatter(tr[data.names].to_numpy(np.float32), broadcast=True)
-    y_train = client.scatter(data.codes(tr.label).to_numpy(), broadcast=True)
-    x_test = client.scatter(te[data.names].to_numpy(np.float32), broadcast=True)
-    futures = {
-        name: client.submit(
-            fit_and_predict,
-            name,
-            x_train,
-            y_train,
-            x_test,
-            n_classes=len(data.classes),
-            seed=seed,
-            pure=False,
+@dataclass(frozen=True)
+class Plan:
+    """What every fit shares: the limits, the seed, the segment cap, the workers and their slots."""
+
+    limits: Limits
+    seed: int
+    cap: int | None
+    validation_fraction: float | None
+    workers: list[str]
+    slots: dict[str, int]
+
+    @classmethod
+    def of(cls, cfg: DictConfig, data: TrainingData, client: Client) -> Plan:
+        sample = OmegaConf.to_container(cfg.compare.sample_tracks, resolve=True) or {}
+        limits = Limits(
+            sample_tracks={name: count for name, count in sample.items() if count is not None},
+            forest_rows=cfg.compare.forest_rows,
+            boost_rows=cfg.compare.boost_rows,
+            mlp_row_passes=cfg.compare.mlp_row_passes,
+            early_stopping_rounds=OmegaConf.select(cfg, "model.early_stopping_rounds", default=None),
+        )
+        workers = shares.ranked_workers(client)
+        threads = client.nthreads()
+        return cls(
+            limits=limits,
+            seed=int(cfg.split.seed),
+            cap=OmegaConf.select(cfg, "model.segments_per_track", default=None),
+            validation_fraction=OmegaConf.select(cfg, "model.validation_fraction", default=None),
+            workers=workers,
+            slots={w: max(1, int(threads.get(w, 1))) for w in workers},
+        )
+
+    def sample(self, name: str, tracks: pd.DataFrame) -> frozenset[str] | None:
+        """The training tracks a QUADRATIC model trains on (None: all), of the `tracks` it may use."""
+        count = self.limits.sample_tracks.get(name)
+        if name not in QUADRATIC or count is None or len(tracks) <= count:
+            return None
+        return stratified_tracks(tracks, count=count, seed=self.seed)
+
+    def validation(self, name: str, tracks: pd.DataFrame) -> frozenset[str] | None:
+        """The training tracks xgboost's early stopping watches (never trained on), or None."""
+        if name != "xgboost" or not self.limits.early_stopping_rounds or not self.validation_fraction:
+            return None
+        return stratified_tracks(tracks, fraction=self.validation_fraction, seed=self.seed, keep_one=True)
+
+
+def _log_memory(client: Client, data: TrainingData, plan: Plan) -> None:
+    """Say what each worker holds: every row of the dataset as float32 (the train and the test side,
+    or every fold), against its memory limit."""
+    rows = sum(n for _, n in data.store.parts())
+    held = rows * len(data.names) * 4
+    limits = {w: info.get("memory_limit") for w, info in client.scheduler_info()["workers"].items()}
+    limit = min((v for v in limits.values() if v), default=None)
+    log.info(
+        "compare: each of %d workers reads and holds %d rows (%.0f MiB as float32)%s; %d model tasks "
+        "side by side, one per worker thread",
+        len(plan.workers), rows, held / 2**20, f" of a {limit / 2**30:.1f} GiB memory limit" if limit else "",
+        sum(plan.slots.values()),
+    )  # fmt: skip
+
+
+def _one_split(client: Client, data: TrainingData, names: list[str], plan: Plan) -> list[dict[str, Any]]:
+    parts = [p for p, _ in data.store.parts()]
+    read = partial(read_side, parts=parts, names=data.names, classes=data.classes)
+    # every worker reads the train and the test side once; the driver never holds the rows
+    held = {
+        w: (
+            _pinned(client, w, read, data.reader("train"), cap=plan.cap),
+            _pinned(client, w, read, data.reader("test")),
+        )
+        for w in plan.workers
+    }
+    tracks = _train_tracks(data)
+    common = {"n_classes": len(data.classes), "seed": plan.seed, "limits": plan.limits}
+    jobs = {
+        name: partial(
+            lambda w, name: _pinned(
+                client, w, fit_model, name, *held[w], sample=plan.sample(name, tracks),
+                validation=plan.validation(name, tracks), **common, key=f"compare-fit-{name}",
+            ),
+            name=name,
         )
         for name in names
-    }
-    ids = te[["track_id", "label"]]
-    rows = []
-    for name, future in futures.items():
-        proba, fit_seconds = future.result()
-        scores = evaluate(proba, ids, data.classes, seed=seed)
+    }  # fmt: skip
+    rows = {}
+    for name, fitted in _schedule(client, jobs, plan):
+        scores = evaluate(fitted.proba, fitted.ids, data.classes, seed=plan.seed)
         interval = scores["track_accuracy_interval"]
-        rows.append(
-            {
-                "model": name,
-                "split": data.split.name,
-                "leaky": data.split.leaky,
-                **{key: scores[key] for key in SCORES},
-                "track_accuracy_low": interval["low"],
-                "track_accuracy_high": interval["high"],
-                "interval": interval["method"],
-                "fit_seconds": fit_seconds,
-            }
-        )
+        rows[name] = {
+            "model": name,
+            "split": data.split.name,
+            "leaky": data.split.leaky,
+            **{key: scores[key] for key in SCORES},
+            "track_accuracy_low": interval["low"],
+            "track_accuracy_high": interval["high"],
+            "interval": interval["method"],
+            "fit_seconds": fitted.fit_seconds,
+            **_trained_on(fitted),
+        }
         log.info(
-            "compare: %-13s %s, test side: segment accuracy %.3f, track accuracy %s, fit %.1f s",
+            "compare: %-13s %s, test side: segment accuracy %.3f, track accuracy %s, fit %.1f s; %s",
             name, data.split.label(), scores["segment_accuracy"],
-            interval_text(scores["track_accuracy"], interval), fit_seconds,
+            interval_text(scores["track_accuracy"], interval), fitted.fit_seconds, fitted.bound,
         )  # fmt: skip
-    return rows
+    return [rows[name] for name in names]
+
+
+def _trained_on(fitted: Fitted) -> dict[str, Any]:
+    """The comparison's columns that say what a model was trained on and what bounded it."""
+    return {
+        "fit_cpu_seconds": fitted.fit_cpu_seconds,
+        "predict_cpu_seconds": fitted.predict_cpu_seconds,
+        "trained_on_tracks": fitted.trained_on_tracks,
+        "trained_on_rows": fitted.trained_on_rows,
+        "sampled": fitted.sampled,
+        "rounds": fitted.rounds,
+        "bound": fitted.bound,
+    }
 
 
 def _cross_validated(
-    client: Client, data: TrainingData, names: list[str], *, k: int, seed: int
+    client: Client, data: TrainingData, names: list[str], plan: Plan, *, k: int
 ) -> tuple[list[dict[str, Any]], str, pd.DataFrame]:
     """Every model on every fold (one task each); per model the mean over folds and its interval."""
-    frame = data.frame.compute().reset_index(drop=True)
-    folds, protocol = row_folds(frame, data.tracks, data.split, n_splits=k, seed=seed, key="compare.folds")
-    x = client.scatter(frame[data.names].to_numpy(np.float32), broadcast=True)
-    y = client.scatter(data.codes(frame.label).to_numpy(), broadcast=True)
-    fold_of = client.scatter(folds, broadcast=True)
-    futures = {
-        (name, fold): client.submit(
-            fit_and_predict_fold,
-            name,
-            x,
-            y,
-            fold_of,
-            fold,
-            n_classes=len(data.classes),
-            seed=seed,
-            pure=False,
+    seed = plan.seed
+    by_row = partial(_row_folds, tracks=data.tracks, split=data.split, k=k, seed=seed)
+    parts = [p for p, _ in data.store.parts()]
+    read = partial(
+        read_folds, AllRows(data.store, data.kept), parts, names=data.names, classes=data.classes,
+        folds=by_row, cap=plan.cap,
+    )  # fmt: skip
+    held = {w: _pinned(client, w, read) for w in plan.workers}
+    # the folds are drawn on the workers, from the rows each reads in the same order: the same folds
+    protocol = _pinned(client, plan.workers[0], _protocol, held[plan.workers[0]]).result()
+    training = _fold_training_tracks(data, k=k, seed=seed)
+    common = {"n_classes": len(data.classes), "seed": seed, "limits": plan.limits}
+    jobs = {
+        (name, fold): partial(
+            lambda w, name, fold: _pinned(
+                client, w, fit_model_fold, name, held[w], fold, sample=plan.sample(name, training[fold]),
+                validation=plan.validation(name, training[fold]), **common, key=f"compare-fold-{name}-{fold}",
+            ),
+            name=name, fold=fold,
         )
         for name in names
         for fold in range(k)
-    }
+    }  # fmt: skip
     per_fold = []
-    for (name, fold), future in futures.items():
-        proba, fit_seconds = future.result()
-        scores = evaluate(proba, frame.loc[folds == fold, ["track_id", "label"]], data.classes, seed=seed)
+    for (name, fold), fitted in _schedule(client, jobs, plan):
+        scores = evaluate(fitted.proba, fitted.ids, data.classes, seed=seed)
         per_fold.append(
-            {"model": name, "fold": fold, **{key: scores[key] for key in SCORES}, "fit_seconds": fit_seconds}
+            {
+                "model": name,
+                "fold": fold,
+                **{key: scores[key] for key in SCORES},
+                "fit_seconds": fitted.fit_seconds,
+                **_trained_on(fitted),
+            }
         )
-    table = pd.DataFrame(per_fold)
+    table = pd.DataFrame(per_fold).sort_values(["model", "fold"], key=_model_order(names))
+    table = table.reset_index(drop=True)
     rows = []
     for name in names:
         mine = table[table.model == name]
@@ -145,10 +245,98 @@ def _cross_validated(
             )
         row["interval"] = infos["track_accuracy"]["method"]
         row["fit_seconds"] = float(mine.fit_seconds.mean())
+        row["fit_cpu_seconds"] = float(mine.fit_cpu_seconds.mean())
+        row["predict_cpu_seconds"] = float(mine.predict_cpu_seconds.mean())
+        row["trained_on_tracks"] = int(mine.trained_on_tracks.max())  # per fold: the largest
+        row["trained_on_rows"] = int(mine.trained_on_rows.max())
+        row["sampled"] = bool(mine.sampled.any())
+        rounds = mine.rounds.dropna()
+        row["rounds"] = float(rounds.mean()) if len(rounds) else None
+        row["bound"] = str(mine.bound.iloc[0]) + (f" (fold 0 of {k})" if k > 1 else "")
         rows.append(row)
         log.info(
-            "compare: %-13s %s: segment accuracy %.3f, track accuracy %s, mean over %d folds",
+            "compare: %-13s %s: segment accuracy %.3f, track accuracy %s, mean over %d folds; %s",
             name, data.split.label(), row["segment_accuracy"],
-            interval_text(row["track_accuracy"], infos["track_accuracy"]), k,
+            interval_text(row["track_accuracy"], infos["track_accuracy"]), k, row["bound"],
         )  # fmt: skip
     return rows, protocol, table
+
+
+@dataclass(frozen=True)
+class AllRows:
+    """Reads every row of some parts (of the corpus's tracks), on a worker."""
+
+    store: FeatureStore
+    kept: frozenset[str] | None = None
+
+    def __call__(self, parts: list[str]) -> pd.DataFrame:
+        rows = self.store.read_parts(parts)
+        if self.kept is not None:
+            rows = rows[rows.track_id.isin(self.kept)].reset_index(drop=True)
+        return rows
+
+
+def _row_folds(rows: pd.DataFrame, *, tracks: pd.DataFrame, split: Split, k: int, seed: int) -> Any:
+    return row_folds(rows, tracks, split, n_splits=k, seed=seed, key="compare.folds")
+
+
+def _protocol(held: Any) -> str:
+    return held.protocol
+
+
+def _train_tracks(data: TrainingData) -> pd.DataFrame:
+    """The tracks (track_id, label, group) that have rows on the split's train side."""
+    if data.split.leaky:
+        return data.tracks
+    return data.tracks[data.tracks.track_id.isin(data.split.train_tracks)]
+
+
+def _fold_training_tracks(data: TrainingData, *, k: int, seed: int) -> dict[int, pd.DataFrame]:
+    """Per fold, the tracks with rows on its training side (the leaky split's folds are of
+    segments: every track trains in every fold)."""
+    if data.split.leaky:
+        return dict.fromkeys(range(k), data.tracks)
+    fold, _ = track_folds(data.tracks, n_splits=k, seed=seed, key="compare.folds")
+    of_track = data.tracks.track_id.map(fold).to_numpy()
+    return {f: data.tracks[of_track != f] for f in range(k)}
+
+
+def _model_order(names: list[str]) -> Callable[[pd.Series], pd.Series]:
+    order = {name: i for i, name in enumerate(names)}
+    return lambda column: column.map(order) if column.name == "model" else column
+
+
+def _schedule(client: Client, jobs: dict[Any, Callable[[str], Future]], plan: Plan) -> Any:
+    """Run `jobs` (key -> submit on a given worker), the costliest first, each on the next worker with
+    a free slot; yield (key, result) as they finish."""
+    waiting = sorted(jobs, key=lambda key: _cost_rank(key))
+    free = [w for w in plan.workers for _ in range(plan.slots[w])]
+    running: dict[Future, tuple[Any, str]] = {}
+    done = as_completed()
+    while waiting or running:
+        while waiting and free:
+            worker = free.pop(0)
+            key = waiting.pop(0)
+            future = jobs[key](worker)
+            running[future] = (key, worker)
+            done.add(future)
+        future = next(done)
+        key, worker = running.pop(future)
+        free.append(worker)
+        yield key, future.result()
+
+
+def _cost_rank(key: Any) -> tuple[int, Any]:
+    name = key[0] if isinstance(key, tuple) else key
+    return (COST_ORDER.index(name) if name in COST_ORDER else len(COST_ORDER), key)
+
+
+def _pinned(
+    client: Client, worker: str, fn: Callable, *args: Any, key: str | None = None, **kwargs: Any
+) -> Future:
+    """`fn` on `worker`, where its inputs are; pinned (Dask would otherwise copy a worker's rows to
+    balance load)."""
+    key = f"{key or getattr(fn, '__name__', 'compare-read')}-{uuid.uuid4().hex}"
+    return client.submit(
+        fn, *args, key=key, workers=[worker], allow_other_workers=False, pure=False, **kwargs
+    )

@@ -74,6 +74,29 @@ def test_compare_models_are_checked_before_anything_runs(tmp_path):
     assert info.value.key == "compare.models"
 
 
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("+compare.sample_tracks.mlp=100", "compare.sample_tracks.mlp"),  # mlp scales: not sampled
+        ("compare.sample_tracks.svm=0", "compare.sample_tracks.svm"),
+        ("compare.sample_tracks=2000", "compare.sample_tracks"),
+        ("compare.forest_rows=-5", "compare.forest_rows"),
+        ("compare.boost_rows=many", "compare.boost_rows"),
+        ("compare.mlp_row_passes=0", "compare.mlp_row_passes"),
+    ],
+)
+def test_wrong_compare_bounds_name_their_key(override, key, tmp_path):
+    cfg = make_config("compare", [f"output.dir={tmp_path}", override])
+    with pytest.raises(ConfigError) as info:
+        config.check(cfg)
+    assert info.value.key == key
+
+
+def test_compare_bounds_may_be_lifted(tmp_path):
+    lifted = ["compare.sample_tracks.svm=null", "compare.forest_rows=null", "compare.boost_rows=null"]
+    config.check(make_config("compare", [f"output.dir={tmp_path}", *lifted, "compare.mlp_row_passes=null"]))
+
+
 @pytest.mark.parametrize("split", GROUPS["split"])
 def test_every_split_gives_tune_and_compare_a_seed(split, tmp_path):
     cfg = make_config("tune", [f"output.dir={tmp_path}", f"split={split}"])

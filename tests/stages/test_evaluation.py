@@ -89,7 +89,7 @@ def test_compare_fits_every_model_as_tasks_on_the_cluster(evaluated, corpus, cli
     assert table.model.tolist() == list(MODELS)
     assert ((table.track_accuracy >= 0) & (table.track_accuracy <= 1)).all()
     assert (table.fit_seconds > 0).all()
-    fits = [t for t in stream.data if str(t["key"]).startswith("fit_and_predict")]
+    fits = [t for t in stream.data if str(t["key"]).startswith("compare-fit")]
     assert len(fits) == len(MODELS)
     assert table.track_accuracy.max() > 0.5  # the genres are learnable
     assert (evaluated / "compare" / "grouped" / "comparison.png").read_bytes()[:8] == PNG
@@ -234,7 +234,7 @@ def test_compare_over_folds_gives_every_model_a_mean_and_an_interval(evaluated, 
     cfg = _cfg("compare", evaluated, corpus, "compare.folds=3", "compare.models=[knn,xgboost]")
     with get_task_stream(client) as stream:
         table = run_stage(compare, cfg, client)
-    fits = [t for t in stream.data if str(t["key"]).startswith("fit_and_predict_fold")]
+    fits = [t for t in stream.data if str(t["key"]).startswith("compare-fold")]
     assert len(fits) == 2 * 3  # one task per model and fold
     per_fold = pd.read_csv(evaluated / "compare" / "grouped" / "folds.csv")
     assert len(per_fold) == 6

@@ -1,0 +1,166 @@
+"""compare at scale, on a small generated dataset written straight into the dataset layout: the models
+that cannot scale train on a sample of whole groups with every genre and say so next to their
+numbers, the SVM gives probabilities without scikit-learn's deprecated option, and the same run
+gives the same numbers."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from genre_hpc.flow import headline, report
+from genre_hpc.flow.dataset import FeatureStore, batch_id
+from genre_hpc.flow.lineup import Limits, Rows, fit_model
+from genre_hpc.flow.params import FeatureParams
+from genre_hpc.flow.schema import feature_names
+from genre_hpc.flow.trainset import TrainingData
+from genre_hpc.stages import compare
+
+from ..helpers import layout, make_config, run_stage
+
+GENRES = ["blues", "jazz", "metal", "pop", "rock", "soul"]
+GROUPS = 12  # per genre; each group is two copies of one recording (one content hash)
+SEGMENTS = 4
+
+
+def _dataset(out) -> None:
+    """6 genres x 12 groups x 2 tracks x 4 segments of the real schema, learnable but not perfectly."""
+    params = FeatureParams()
+    names = feature_names(n_mfcc=params.n_mfcc)
+    rng = np.random.default_rng(3)
+    centres = rng.standard_normal((len(GENRES), len(names))).astype(np.float32)
+    store = FeatureStore(layout(make_config("extract", [f"output.dir={out}"])))
+    for g, genre in enumerate(GENRES):
+        rows, hashes = [], {}
+        for group in range(GROUPS):
+            for copy in range(2):
+                track = f"{genre}/{genre}.{group:02d}{copy}.wav"
+                hashes[track] = f"{genre}-{group}"
+                x = 0.4 * centres[g] + rng.standard_normal((SEGMENTS, len(names))).astype(np.float32)
+                ids = {"track_id": track, "path": f"/corpus/{track}", "label": genre}
+                for s in range(SEGMENTS):
+                    rows.append({**ids, "segment": s, "start_s": 3.0 * s, "duration_s": 3.0,
+                                 **dict(zip(names, x[s], strict=True))})  # fmt: skip
+        frame = pd.DataFrame(rows)
+        store.write_batch(batch_id(hashes), frame, [], params=params, corpus_root="/corpus", hashes=hashes)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("compare-out")
+    _dataset(out)
+    return out
+
+
+def _cfg(out, *extra):
+    return make_config("compare", [f"output.dir={out}", *extra])
+
+
+SAMPLED = ("compare.sample_tracks.knn=20", "compare.sample_tracks.svm=20")
+
+
+@pytest.fixture(scope="module")
+def compared(dataset, client):
+    cfg = _cfg(dataset, "compare.models=[knn,svm,mlp,xgboost]", *SAMPLED)
+    return run_stage(compare, cfg, client)
+
+
+def test_a_capped_model_says_it_was_capped_with_its_tracks_in_table_and_summary(compared, dataset):
+    data = TrainingData(layout(_cfg(dataset)), _cfg(dataset).split)
+    train_tracks = len(data.split.train_tracks)
+    by_model = compared.set_index("model")
+    for name in ("knn", "svm"):
+        row = by_model.loc[name]
+        assert bool(row.sampled)
+        # whole groups of two copies, about 20 tracks in each genre's proportion
+        assert 12 <= row.trained_on_tracks <= 24 and row.trained_on_tracks % 2 == 0
+        assert row.trained_on_tracks < train_tracks
+        assert f"sample of {row.trained_on_tracks} training tracks" in row.bound
+        assert row.trained_on_rows == SEGMENTS * row.trained_on_tracks
+    for name in ("mlp", "xgboost"):
+        assert not by_model.loc[name].sampled
+    # xgboost trains on the training tracks less the slice its early stopping watches
+    assert by_model.loc["xgboost"].trained_on_tracks < train_tracks
+    assert by_model.loc["xgboost"].rounds >= 1 and "early stopping" in by_model.loc["xgboost"].bound
+    assert by_model.loc["mlp"].trained_on_tracks == train_tracks
+    files = layout(_cfg(dataset)).comparison("grouped")
+    saved = pd.read_csv(files.table).set_index("model")
+    assert (
+        saved.loc["svm", "sampled"]
+        and saved.loc["svm", "trained_on_tracks"] == by_model.loc["svm"].trained_on_tracks
+    )
+    summary = {m["model"]: m for m in json.loads(files.summary.read_text())["models"]}
+    assert summary["knn"]["sampled"] is True and summary["xgboost"]["sampled"] is False
+    assert summary["knn"]["trained_on_tracks"] == by_model.loc["knn"].trained_on_tracks
+
+
+def test_the_report_names_the_sample_next_to_the_numbers(compared, dataset):
+    summary = json.loads(layout(_cfg(dataset)).comparison("grouped").summary.read_text())
+    table = report.comparison_table(summary["models"])
+    svm = table[table.model.str.startswith("svm")].iloc[0]
+    tracks = compared.set_index("model").loc["svm"].trained_on_tracks
+    assert svm.model == f"svm (trained on a sample of {tracks} tracks)"
+    assert {"trained on tracks", "sampled", "what bounds its cost"} <= set(table.columns)
+    assert table[table.model == "xgboost"].shape[0] == 1  # not sampled: named as it is
+    assert headline.model_name(summary["models"][0]).startswith("knn (trained on a sample of")
+
+
+def test_the_sample_is_whole_groups_with_every_genre(dataset):
+    data = TrainingData(layout(_cfg(dataset)), _cfg(dataset).split)
+    plan = compare.Plan(Limits(sample_tracks={"svm": 20}), seed=0, cap=None, validation_fraction=0.1,
+                        workers=[], slots={})  # fmt: skip
+    tracks = compare._train_tracks(data)
+    chosen = plan.sample("svm", tracks)
+    picked = tracks[tracks.track_id.isin(chosen)]
+    assert set(picked.label) == set(GENRES)
+    # every track of a chosen group is chosen: both copies of a recording, never one
+    assert set(tracks.track_id[tracks.group.isin(set(picked.group))]) == chosen
+    assert plan.sample("mlp", tracks) is None  # a model that scales trains on all of them
+    assert plan.sample("knn", tracks) is None  # no cap given for it
+
+
+def _rows(n_tracks: int, seed: int) -> Rows:
+    rng = np.random.default_rng(seed)
+    tracks = np.repeat(np.arange(n_tracks), SEGMENTS)
+    y = (tracks % 3).astype(np.int32)
+    x = rng.standard_normal((len(y), 8)).astype(np.float32) + y[:, None]
+    return Rows(
+        x, y, np.array([f"t{t}" for t in tracks], dtype=object), np.array([str(c) for c in y], dtype=object)
+    )
+
+
+def test_svm_gives_probabilities_without_a_deprecation_warning():
+    train, test = _rows(30, seed=0), _rows(9, seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # SVC(probability=True) warns FutureWarning in scikit-learn 1.9
+        fitted = fit_model("svm", train, test, n_classes=4, seed=0, limits=Limits())
+    assert fitted.proba.shape == (len(test), 4)
+    np.testing.assert_allclose(fitted.proba.sum(axis=1), 1.0)
+    assert (fitted.proba[:, 3] == 0).all()  # a class it never saw
+    assert (fitted.proba.argmax(axis=1) == test.y).mean() > 0.8
+    assert list(fitted.ids.track_id) == list(test.track_id)
+
+
+def test_the_comparison_gives_the_same_numbers_twice(compared, dataset, client):
+    again = run_stage(compare, _cfg(dataset, "compare.models=[knn,svm,mlp,xgboost]", *SAMPLED), client)
+    keep = [c for c in compared.columns if not c.endswith("_seconds")]
+    pd.testing.assert_frame_equal(compared[keep], again[keep])
+
+
+def test_folds_keep_the_caps(dataset, client):
+    cfg = _cfg(
+        dataset, "compare.folds=3", "compare.models=[svm,xgboost]", *SAMPLED, "model.segments_per_track=2"
+    )
+    table = run_stage(compare, cfg, client).set_index("model")
+    per_fold = pd.read_csv(layout(cfg).comparison("grouped").folds)
+    svm = per_fold[per_fold.model == "svm"]
+    assert len(svm) == 3 and svm.sampled.all() and (svm.trained_on_tracks <= 24).all()
+    # the segment cap: two of each track's four segments train
+    assert (svm.trained_on_rows == 2 * svm.trained_on_tracks).all()
+    assert table.loc["svm"].sampled and not table.loc["xgboost"].sampled
+    xgb = per_fold[per_fold.model == "xgboost"]
+    assert (xgb.trained_on_rows == 2 * xgb.trained_on_tracks).all()
