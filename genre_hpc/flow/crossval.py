@@ -189,18 +189,18 @@ def read_held(
     *,
     names: list[str],
     classes: list[str],
-    tracks: pd.DataFrame,
+    track_ids: np.ndarray,
     fold_of_track: np.ndarray | None,
     n_splits: int,
     seed: int,
 ) -> Held:
     """Read every part (`parts`: path and rows, in the dataset's fixed order) into one preallocated
-    array, keeping the rows of `tracks` (the tracks the run uses), one part at a time.
+    array, keeping the rows of `track_ids` (the tracks the run uses), one part at a time.
 
-    Folds: `fold_of_track` (aligned with `tracks`, drawn on the driver) for an honest split; for
+    Folds: `fold_of_track` (aligned with `track_ids`, drawn on the driver) for an honest split; for
     the leaky one (None), the StratifiedKFold of segments that evaluate has always drawn, drawn
     here on the rows in the dataset's order, the same on every worker."""
-    ids = pd.Index(tracks.track_id)
+    ids = pd.Index(track_ids)
     codes = {label: i for i, label in enumerate(classes)}
     total = sum(n for _, n in parts)
     x = np.empty((total, len(names)), dtype=np.float32)
@@ -237,7 +237,7 @@ def validation_tracks(
 def fit_fold(
     held: Held,
     fold: int,
-    validation: frozenset[str],
+    validation: np.ndarray,
     *,
     params: dict[str, Any],
     n_classes: int,
@@ -245,10 +245,10 @@ def fit_fold(
     segments_per_track: int | None,
 ) -> dict[str, Any]:
     """One fold, fitted on the worker that holds the rows: XGBClassifier (one thread) on the rows
-    outside `fold` and outside the `validation` tracks, at most `segments_per_track` of each track,
-    stopped once the validation tracks' loss has not improved for `early_stopping_rounds` rounds;
-    then the fold's test rows' probabilities (over all `n_classes`) with their track ids and labels
-    (as `classes` codes)."""
+    outside `fold` and outside the `validation` tracks (positions in `held.tracks`), at most
+    `segments_per_track` of each track, stopped once the validation tracks' loss has not improved
+    for `early_stopping_rounds` rounds; then the fold's test rows' probabilities (over all
+    `n_classes`) with their track ids and labels (as `classes` codes)."""
     trains, watches, test = fold_rows(held, fold, validation, segments_per_track=segments_per_track)
     # XGBoost wants the classes it trains on numbered 0..n-1: a genre absent from the fold's
     # training rows leaves a gap, so number the present ones afresh (validation rows of a genre
@@ -282,13 +282,13 @@ def fit_fold(
 
 
 def fold_rows(
-    held: Held, fold: int, validation: frozenset[str], *, segments_per_track: int | None
+    held: Held, fold: int, validation: np.ndarray, *, segments_per_track: int | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A fold's rows: the positions it trains on and those it watches (the `validation` tracks'
-    rows outside the fold), both capped at `segments_per_track` per track, and its test mask."""
+    """A fold's rows: the positions it trains on and those it watches (the rows outside the fold of
+    the `validation` tracks, positions in `held.tracks`), both capped at `segments_per_track` per
+    track, and its test mask."""
     test = held.fold == fold
-    positions = pd.Index(held.tracks).get_indexer(sorted(validation))
-    watched = ~test & np.isin(held.track, positions[positions >= 0])
+    watched = ~test & np.isin(held.track, validation)
     trains = np.flatnonzero(~test & ~watched)
     watches = np.flatnonzero(watched)
     if segments_per_track is not None:

@@ -155,6 +155,10 @@ def _folds_as_tasks(
     workers = shares.ranked_workers(client)
     tracks = data.tracks[["track_id", "label", "group"]]
     token = uuid.uuid4().hex
+    # the track ids and their folds go to every worker once, beside the graph (10^5 tracks' ids
+    # are megabytes); each fold then names its validation tracks by position
+    ids = client.scatter(tracks.track_id.to_numpy(dtype=object), broadcast=True)
+    folds = None if fold_of_track is None else client.scatter(fold_of_track.to_numpy(), broadcast=True)
     held = [
         client.submit(
             crossval.read_held,
@@ -162,8 +166,8 @@ def _folds_as_tasks(
             parts,
             names=data.names,
             classes=data.classes,
-            tracks=tracks,
-            fold_of_track=None if fold_of_track is None else fold_of_track.to_numpy(),
+            track_ids=ids,
+            fold_of_track=folds,
             n_splits=k,
             seed=seed,
             workers=[worker],
@@ -183,8 +187,9 @@ def _folds_as_tasks(
             else frozenset()
         )
         at = fold % len(workers)  # fold after fold round the workers: each runs where its rows are
+        watched = np.flatnonzero(tracks.track_id.isin(validation))
         future = client.submit(
-            crossval.fit_fold, held[at], fold, validation, params=params, n_classes=len(data.classes),
+            crossval.fit_fold, held[at], fold, watched, params=params, n_classes=len(data.classes),
             early_stopping_rounds=stopping,
             segments_per_track=OmegaConf.select(cfg, "model.segments_per_track", default=None),
             workers=[workers[at]], allow_other_workers=True, pure=False,

@@ -322,7 +322,8 @@ def test_a_folds_validation_tracks_are_whole_groups_of_its_training_tracks_and_n
     group = tracks.set_index("track_id").group
     for fold in range(4):
         validation = crossval.validation_tracks(tracks, fold_of_track, fold, fraction=0.3, seed=0)
-        trains, watches, test = crossval.fold_rows(held, fold, validation, segments_per_track=3)
+        positions = np.flatnonzero(tracks.track_id.isin(validation))
+        trains, watches, test = crossval.fold_rows(held, fold, positions, segments_per_track=3)
         trained, watched = (set(held.tracks[held.track[rows]]) for rows in (trains, watches))
         tested = set(held.tracks[held.track[test]])
         assert validation and watched == validation
@@ -345,7 +346,9 @@ def test_a_fold_fit_stops_early_and_scores_only_its_test_rows():
     tracks = _tracks()
     fold_of_track, _ = track_folds(tracks, n_splits=4, seed=0, key="evaluate.folds")
     held = _held(tracks, fold_of_track, segments=10)
-    validation = crossval.validation_tracks(tracks, fold_of_track, 1, fraction=0.3, seed=0)
+    validation = np.flatnonzero(tracks.track_id.isin(
+        crossval.validation_tracks(tracks, fold_of_track, 1, fraction=0.3, seed=0)
+    ))  # fmt: skip
     params = {"n_estimators": 300, "learning_rate": 0.5, "max_depth": 3, "random_state": 0}
     got = crossval.fit_fold(held, 1, validation, params=params, n_classes=4, early_stopping_rounds=3,
                             segments_per_track=None)  # fmt: skip
