@@ -1,9 +1,12 @@
 """The evaluate stage: K-fold cross-validation of the configured model over whole tracks.
 
 Every track is tested exactly once, by a model that never saw it (nor a copy of its audio, nor
-a track of its `split.group_by` value). Each fold is one single-threaded fit as a Dask task, the
-folds side by side (`evaluate.engine=tasks`, for data that fits a worker), or one xgboost.dask
-fit over the whole cluster per fold, one fold after another (`evaluate.engine=dask`).
+a track of its `split.group_by` value). `evaluate.engine=auto` (default) chooses by size
+(flow/crossval.py's fits_worker, logged with its figures): folds side by side, one single-threaded
+fit per fold as a Dask task on a worker that read all rows itself (`tasks`), when a worker can
+hold them; otherwise one xgboost.dask fit over the whole cluster per fold, one fold after another
+(`dask`). The driver draws folds per track and never holds the rows. Each fold stops early on a
+validation slice of its training tracks, which it never trains on; folds.csv records the rounds.
 """
 
 from __future__ import annotations
