@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from dask.utils import parse_bytes
-from distributed import Client, as_completed
+from distributed import Client, Future, as_completed
 from omegaconf import DictConfig, OmegaConf
 
 from genre_hpc.core.atomic import write_csv, write_json
@@ -160,7 +160,7 @@ def _folds_as_tasks(
     token = uuid.uuid4().hex
     # the track ids and their folds go to every worker once, beside the graph (10^5 tracks' ids
     # are megabytes); each fold then names its validation tracks by position
-    ids = client.scatter(tracks.track_id.to_numpy(dtype=object), broadcast=True)
+    track_ids = client.scatter(tracks.track_id.to_numpy(dtype=object), broadcast=True)
     folds = None if fold_of_track is None else client.scatter(fold_of_track.to_numpy(), broadcast=True)
     held = [
         client.submit(
@@ -169,7 +169,7 @@ def _folds_as_tasks(
             parts,
             names=data.names,
             classes=data.classes,
-            track_ids=ids,
+            track_ids=track_ids,
             fold_of_track=folds,
             n_splits=k,
             seed=seed,
@@ -177,31 +177,50 @@ def _folds_as_tasks(
             allow_other_workers=True,
             pure=False,
             key=f"evaluate-rows-{i}-{token}",
-        )  # fmt: skip
+        )
         for i, worker in enumerate(workers)
     ]
     fraction = float(OmegaConf.select(cfg, "model.validation_fraction", default=0.1))
     stopping = OmegaConf.select(cfg, "model.early_stopping_rounds", default=None)
-    futures = {}
-    for fold in range(k):
+    cap = OmegaConf.select(cfg, "model.segments_per_track", default=None)
+    threads = {
+        w: int(info.get("nthreads") or 1)
+        for w, info in client.scheduler_info(n_workers=-1)["workers"].items()
+    }
+
+    def start(fold: int, at: int) -> Future:
         validation = (
             crossval.validation_tracks(tracks, fold_of_track, fold, fraction=fraction, seed=seed)
             if stopping is not None
             else frozenset()
         )
-        at = fold % len(workers)  # fold after fold round the workers: each runs where its rows are
         watched = np.flatnonzero(tracks.track_id.isin(validation))
         future = client.submit(
             crossval.fit_fold, held[at], fold, watched, params=params, n_classes=len(data.classes),
-            early_stopping_rounds=stopping,
-            segments_per_track=OmegaConf.select(cfg, "model.segments_per_track", default=None),
-            workers=[workers[at]], allow_other_workers=True, pure=False,
-            key=f"evaluate-fold-{fold}-{token}",
+            early_stopping_rounds=stopping, segments_per_track=cap, workers=[workers[at]],
+            allow_other_workers=True, pure=False, key=f"evaluate-fold-{fold}-{token}",
         )  # fmt: skip
-        futures[future] = fold
+        placed[future] = at
+        return future
+
+    # A worker is handed a fold only when it has a thread free for it: no fold waits in a queue,
+    # where Dask's work stealing could move it to an idle worker along with a copy of all the rows
+    # (the memory rule counts one copy per worker). Where a fold runs does not change its result.
+    pending = list(range(k))
+    placed: dict[Future, int] = {}
+    running = as_completed(
+        [
+            start(pending.pop(0), at)
+            for at, w in enumerate(workers)
+            for _ in range(threads.get(w, 1))
+            if pending
+        ]
+    )
     classes = np.array(data.classes, dtype=object)
     results, tested = [], []
-    for done, future in enumerate(as_completed(futures), start=1):
+    for done, future in enumerate(running, start=1):
+        if pending:  # the thread this fold held is free
+            running.add(start(pending.pop(0), placed[future]))
         got = future.result()
         ids = pd.DataFrame({"track_id": got["track_id"], "label": classes[got["y"]]})
         tested.append(ids.assign(fold=got["fold"], segment=got["segment"]))
@@ -213,7 +232,7 @@ def _folds_as_tasks(
             "%d validation tracks)", got["fold"], done, k, row["track_accuracy"], got["rounds_used"],
             got["train_segments"], got["validation_tracks"],
         )  # fmt: skip
-    del held  # the workers let go of the rows
+    held.clear()  # the workers let go of the rows
     tested_rows = pd.concat(tested, ignore_index=True).sort_values("fold", kind="stable")
     return results, tested_rows
 
