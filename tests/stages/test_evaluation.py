@@ -283,11 +283,14 @@ def test_evaluate_auto_runs_xgboost_dask_fold_after_fold_when_the_rows_do_not_fi
 
 def test_the_memory_rule_weighs_the_rows_held_and_the_folds_fitted_at_once():
     one = crossval.fits_worker(rows=10**6, fold_train_rows=9 * 10**5, features=174, threads=1,
-                               limit_bytes=4 * 2**30)  # fmt: skip
-    # 10^6 rows x 174 x 4 B = 0.65 GiB: held x 1.2, one fold of 0.9 of them x 3.5, 0.29 GiB of worker
-    assert one.need_bytes == pytest.approx(696e6 * (1.2 + 3.5 * 0.9) + 300 * 2**20, rel=1e-6)
-    assert one.fits  # 3.1 GiB <= 3.2 GiB
+                               limit_bytes=5 * 2**30)  # fmt: skip
+    # 10^6 rows x 174 x 4 B = 0.65 GiB: held x 1.2, one fold of 0.9 of them x 3.5, 0.39 GiB of worker
+    assert one.need_bytes == pytest.approx(696e6 * (1.2 + 3.5 * 0.9) + 400 * 2**20, rel=1e-6)
+    assert one.fits  # 3.2 GiB <= 4.0 GiB
+    # two folds at once on a worker: 5.7 GiB > 4.0 GiB
     assert not crossval.fits_worker(rows=10**6, fold_train_rows=9 * 10**5, features=174, threads=2,
+                                    limit_bytes=5 * 2**30).fits  # fmt: skip
+    assert not crossval.fits_worker(rows=10**6, fold_train_rows=9 * 10**5, features=174, threads=1,
                                     limit_bytes=4 * 2**30).fits  # fmt: skip
     assert crossval.fits_worker(rows=10**8, fold_train_rows=10**8, features=174, threads=1,
                                 limit_bytes=0).fits  # fmt: skip
