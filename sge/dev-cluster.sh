@@ -75,6 +75,9 @@ start_execd() {
         { show_logs; die "sge_execd failed to start"; }
 }
 
+# the user the daemons run as: the cell's bootstrap file names it (Debian: sgeadmin)
+admin_user() { awk '$1 == "admin_user" { print $2 }' "$COMMON/bootstrap" 2>/dev/null | grep . || echo root; }
+
 # until CMD succeeds, or die after WAIT_SECONDS with WHAT
 wait_for() {
     local what=$1; shift
@@ -178,7 +181,9 @@ cmd_start() {
         stop_procs sge_qmaster
     fi
     [ -d "$COMMON" ] || die "$COMMON missing: the gridengine-common postinst did not create the cell"
-    install -d "$LOGDIR" "$RUNDIR"
+    install -d "$LOGDIR"
+    # the daemons drop to the cell's admin user before they write their pid files
+    install -d -o "$(admin_user)" "$RUNDIR"
     write_host_aliases
     start_qmaster
     wait_for "qmaster" qmaster_answers

@@ -75,6 +75,15 @@ def place(
     return [Share(worker, rows, int(n)) for (worker, rows), n in zip(futures, sizes, strict=True) if n]
 
 
+def derive(client: Client, shares: list[Share], fn: Callable[[pd.DataFrame], pd.DataFrame]) -> list[Share]:
+    """New shares of `fn(rows)` (some of a share's rows: the training rows, the validation rows),
+    each computed and held on its share's worker, in share order; empty ones are dropped. The
+    derived shares keep the placement, hence the determinism, of the shares they came from."""
+    futures = [(share.worker, _pinned(client, share.worker, fn, share.rows)) for share in shares]
+    sizes = client.gather([_pinned(client, worker, len, rows) for worker, rows in futures])
+    return [Share(worker, rows, int(n)) for (worker, rows), n in zip(futures, sizes, strict=True) if n]
+
+
 def array(
     client: Client,
     shares: list[Share],

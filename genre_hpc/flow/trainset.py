@@ -81,6 +81,14 @@ class TrainingData:
         """What reads the rows of some parts on the train or test side, on a worker."""
         return SideReader(self.store, self.split, which, self.kept)
 
+    def side_tracks(self, which: str) -> pd.DataFrame:
+        """The rows of `tracks` (track_id, label, group, ...) with segments on `which` side: every
+        track for the leaky split, whose sides share tracks."""
+        if self.split.leaky:
+            return self.tracks
+        chosen = self.split.test_tracks if which == "test" else self.split.train_tracks
+        return self.tracks[self.tracks.track_id.isin(chosen)]
+
     def train_classes(self) -> list[str]:
         """The genres on the training side, in `classes` order: what a model trained on it can name
         (the split's summary names the others, whose test tracks count as wrong)."""

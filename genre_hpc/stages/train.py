@@ -20,15 +20,20 @@ log = logging.getLogger(__name__)
 
 # what manifest.json keeps of metrics.json
 RECORDED = ("segment_accuracy", "track_accuracy", "track_accuracy_interval", "track_macro_f1", "split",
-            "fit_seconds", "wall_seconds", "test_tracks", "test_segments", "train_segments")  # fmt: skip
+            "fit_seconds", "wall_seconds", "test_tracks", "test_segments", "train_segments",
+            "rounds_used", "rounds_trained", "max_rounds", "early_stopping_rounds", "validation_tracks",
+            "validation_segments", "segments_per_track", "segments_left_out_by_cap",
+            "per_round_seconds", "fit_setup_seconds")  # fmt: skip
 
 
 def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
-    """Train on the training tracks with `model.params`; write model/ and metrics.json."""
+    """Train on the training tracks with `model.params`, early stopping and the segment cap of
+    `model.*`; write model/ and metrics.json."""
     timer = manifest.StageTimer(out, cfg)
     data = TrainingData(out, cfg.split)
     params = OmegaConf.to_container(cfg.model.params, resolve=True)
-    metrics = model.fit_and_evaluate(client, data, params=params, files=out.model)
+    fitting = model.Fitting.from_config(cfg)
+    metrics = model.fit_and_evaluate(client, data, params=params, files=out.model, fitting=fitting)
     metrics["wall_seconds"] = timer.seconds
     write_json(out.metrics, metrics)
     plots.confusion_matrix_png(
