@@ -61,7 +61,7 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
                 "evaluate.engine", "dask trains on whole-track folds; the random_segments split has none",
                 "use evaluate.engine=tasks to cross-validate the leaky split",
             )  # fmt: skip
-        per_fold = _folds_on_dask(client, data, fold_of_track, k, params=params)
+        per_fold = _folds_on_dask(client, cfg, data, fold_of_track, k, params=params)
         tested = None
 
     table = pd.DataFrame(
@@ -242,7 +242,7 @@ FOLD_FIT = ("rounds_used", "train_segments", "train_tracks", "validation_tracks"
 
 
 def _folds_on_dask(
-    client: Client, data: TrainingData, fold_of_track: pd.Series, k: int, *, params: dict
+    client: Client, cfg: DictConfig, data: TrainingData, fold_of_track: pd.Series, k: int, *, params: dict
 ) -> list[dict[str, Any]]:
     """xgboost.dask over the whole cluster for each fold in turn: for data too large for one worker."""
     results = []
@@ -253,7 +253,10 @@ def _folds_on_dask(
             train_tracks=frozenset(fold_of_track.index) - test,
         )  # fmt: skip
         started = time.perf_counter()
-        metrics = model.fit_and_evaluate(client, data, params=params, files=None)
+        metrics = model.fit_and_evaluate(
+            client, data, params=params, files=None, fitting=model.Fitting.from_config(cfg),
+            stage=f"evaluate fold {fold}",
+        )  # fmt: skip
         row = _fold_row(fold, metrics, metrics.get("fit_seconds", time.perf_counter() - started))
         # what model.fit_and_evaluate records of the rounds it used (early stopping), when it does
         row.update({key: metrics[key] for key in FOLD_FIT if key in metrics})

@@ -152,7 +152,11 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
     write_json(out.best_params, summary)
     plots.cv_results_png(results, out.cv_figure, scoring=f"{cfg.search.scoring} per segment")
 
-    metrics = model.fit_and_evaluate(client, data, params={**base, **best}, files=out.tune_model)
+    # the refit runs model.params' rounds, stopped early, with the segment cap: model.* as configured
+    metrics = model.fit_and_evaluate(
+        client, data, params={**base, **best}, files=out.tune_model,
+        fitting=model.Fitting.from_config(cfg), stage="tune",
+    )  # fmt: skip
     metrics["tuning"] = summary
     metrics["wall_seconds"] = timer.seconds
     write_json(out.tune_metrics, metrics)
