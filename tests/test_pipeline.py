@@ -18,7 +18,7 @@ def pipeline(tmp_path_factory):
         "data.demo.n_per_genre=6",
         "data.demo.seconds=6",
         "cluster.n_workers=2",
-        "search.grid.n_estimators=[50]",
+        "search.n_estimators=30",
         "evaluate.folds=3",
         cwd=work,
     )
@@ -70,11 +70,14 @@ def test_saved_model_predicts_with_its_preprocessing(pipeline):
 def test_tune_writes_cv_table_best_params_and_final_model(pipeline):
     _, out, _ = pipeline
     table = pd.read_csv(out / "tune" / "cv_results.csv")
-    assert len(table) == 4  # 2 depths x 2 rates x 1 size
+    assert len(table) == 2  # 2 depths x 1 rate, each at search.n_estimators rounds
     assert {"mean_test_score", "rank_test_score", "param_max_depth"} <= set(table.columns)
     best = json.loads((out / "tune" / "best_params.json").read_text())
-    assert set(best["best_params"]) == {"max_depth", "learning_rate", "n_estimators"}
+    assert set(best["best_params"]) == {"max_depth", "learning_rate"}
     assert "grouped by track" in best["cv"]
+    # 48 training tracks, fewer than search.sample_tracks: the search ran on all of them
+    assert (best["candidates"], best["folds"], best["fits"], best["search_rounds"]) == (2, 3, 6, 30)
+    assert best["sample"]["tracks"] == best["sample"]["of_training_tracks"] == 48
     # GridSearchCV scores segment rows: the file and the report say so beside the test side's track score
     assert best["scored_per"] == "segment"
     page = (out / "report" / "index.html").read_text()

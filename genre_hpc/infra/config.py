@@ -215,6 +215,8 @@ def _check_search(cfg: DictConfig) -> None:
     for name, values in grid.items():
         if not OmegaConf.is_list(values) or len(values) == 0:
             raise ConfigError(f"search.grid.{name}", "must be a non-empty list, e.g. [3, 6]")
+    _positive_int(cfg, "search.sample_tracks", allow_none=True)
+    _positive_int(cfg, "search.n_estimators", allow_none=True)
 
 
 def _check_compare(cfg: DictConfig) -> None:
@@ -246,14 +248,30 @@ def _check_evaluate(cfg: DictConfig) -> None:
         _positive_int(cfg, "evaluate.folds")
         if cfg.evaluate.folds < 2:
             raise ConfigError("evaluate.folds", "needs at least 2 folds", "e.g. evaluate.folds=10")
-        if _get(cfg, "evaluate.engine") not in ("tasks", "dask"):
-            raise ConfigError("evaluate.engine", f"{cfg.evaluate.engine!r} is not tasks or dask")
+        if _get(cfg, "evaluate.engine") not in ("auto", "tasks", "dask"):
+            raise ConfigError("evaluate.engine", f"{cfg.evaluate.engine!r} is not auto, tasks or dask")
+        _check_bytes(cfg, "evaluate.worker_memory")
     if cfg.stage == "compare":
         folds = _get(cfg, "compare.folds")
         if folds is not None:
             _positive_int(cfg, "compare.folds")
             if folds < 2:
                 raise ConfigError("compare.folds", "needs at least 2 folds", "or null for the one split")
+
+
+def _check_bytes(cfg: DictConfig, key: str) -> None:
+    """null, a positive number of bytes, or a size such as "4GB" or "512 MiB"."""
+    from dask.utils import parse_bytes
+
+    value = _get(cfg, key)
+    if value is None:
+        return
+    try:
+        size = parse_bytes(value) if isinstance(value, str) else value
+    except ValueError:
+        size = None
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise ConfigError(key, f"{value!r} is not a memory size", 'e.g. 4GB, "512 MiB", or null')
 
 
 def _get(cfg: DictConfig, key: str, default: Any = ...) -> Any:

@@ -1,28 +1,31 @@
 """The evaluate stage: K-fold cross-validation of the configured model over whole tracks.
 
 Every track is tested exactly once, by a model that never saw it (nor a copy of its audio, nor
-a track of its `split.group_by` value). Each fold is one single-threaded fit as a Dask task, the
-folds side by side (`evaluate.engine=tasks`, for data that fits a worker), or one xgboost.dask
-fit over the whole cluster per fold, one fold after another (`evaluate.engine=dask`).
+a track of its `split.group_by` value). `evaluate.engine=auto` (default) chooses by size
+(flow/crossval.py's fits_worker, logged with its figures): folds side by side, one single-threaded
+fit per fold as a Dask task on a worker that read all rows itself (`tasks`), when a worker can
+hold them; otherwise one xgboost.dask fit over the whole cluster per fold, one fold after another
+(`dask`). The driver draws folds per track and never holds the rows. Each fold stops early on a
+validation slice of its training tracks, which it never trains on; folds.csv records the rounds.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from distributed import Client, as_completed
+from dask.utils import parse_bytes
+from distributed import Client, Future, as_completed
 from omegaconf import DictConfig, OmegaConf
-from xgboost import XGBClassifier
 
 from genre_hpc.core.atomic import write_csv, write_json
 from genre_hpc.core.errors import ConfigError
 from genre_hpc.core.layout import OutputLayout
-from genre_hpc.flow import model, plots
-from genre_hpc.flow.lineup import fit_and_predict_fold
+from genre_hpc.flow import crossval, model, plots, shares
 from genre_hpc.flow.metrics import SCORES, bootstrap_interval, evaluate, fold_interval, interval_text
 from genre_hpc.flow.split import Split, row_folds
 from genre_hpc.flow.trainset import TrainingData
@@ -37,24 +40,29 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
     files = out.evaluation
     data = TrainingData(out, cfg.split)
     k = int(cfg.evaluate.folds)
-    rows = data.frame.compute().reset_index(drop=True)
-    folds, protocol = row_folds(
-        rows, data.tracks, data.split, n_splits=k, seed=cfg.split.seed, key="evaluate.folds"
-    )
+    seed = int(cfg.split.seed)
+    tracks = data.tracks
+    # the folds of whole tracks (and their groups), drawn on the one-row-per-track table; the leaky
+    # split's folds are of segments, drawn where the rows are (only the protocol is used here)
+    by_track, protocol = row_folds(tracks, tracks, data.split, n_splits=k, seed=seed, key="evaluate.folds")
+    fold_of_track = None if data.split.leaky else pd.Series(by_track, index=tracks.track_id.to_numpy())
     params = OmegaConf.to_container(cfg.model.params, resolve=True)
-    engine = cfg.evaluate.engine
+    parts = data.store.parts()
+    rows = sum(n for _, n in parts)  # from the parts' metadata: the driver reads no row
+    engine, why = _engine(cfg, client, data, rows=rows, k=k)
     log.info(
-        "evaluate: %s; %d segments of %d tracks; engine=%s", protocol, len(rows), len(data.tracks), engine
+        "evaluate: %s; %d segments of %d tracks; engine=%s: %s", protocol, rows, len(tracks), engine, why
     )
     if engine == "tasks":
-        per_fold = _folds_as_tasks(client, data, rows, folds, k, params=params, seed=cfg.split.seed)
+        per_fold, tested = _folds_as_tasks(client, cfg, data, parts, fold_of_track, k, params=params)
     else:
         if data.split.leaky:
             raise ConfigError(
                 "evaluate.engine", "dask trains on whole-track folds; the random_segments split has none",
                 "use evaluate.engine=tasks to cross-validate the leaky split",
             )  # fmt: skip
-        per_fold = _folds_on_dask(client, data, rows, folds, k, params=params)
+        per_fold = _folds_on_dask(client, cfg, data, fold_of_track, k, params=params)
+        tested = None
 
     table = pd.DataFrame(
         [{key: v for key, v in f.items() if not key.startswith("confusion")} for f in per_fold]
@@ -70,23 +78,24 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
         "leaky": data.split.leaky,
         "folds": k,
         "engine": engine,
+        "engine_reason": why,
         "model": {"name": "xgboost", "params": params},
+        "early_stopping_rounds": OmegaConf.select(cfg, "model.early_stopping_rounds", default=None),
+        "validation_fraction": OmegaConf.select(cfg, "model.validation_fraction", default=None),
+        "segments_per_track": OmegaConf.select(cfg, "model.segments_per_track", default=None),
         "metrics": {name: fold_interval(table[name].to_numpy()) for name in SCORES},
         "pooled_track_accuracy": float(correct.mean()),
-        "pooled_track_accuracy_interval": bootstrap_interval(correct, seed=cfg.split.seed),
+        "pooled_track_accuracy_interval": bootstrap_interval(correct, seed=seed),
         "tested_tracks": int(correct.size),
         "classes": data.classes,
         "confusion_matrix_tracks": pooled.tolist(),
     }
     write_csv(files.folds, table)
     write_json(files.summary, summary)
-    assignments = rows[["track_id", "label"]].assign(fold=folds)
-    if not data.split.leaky:  # a track's segments share its fold: one row per track
-        assignments = assignments.drop_duplicates("track_id").merge(
-            data.tracks[["track_id", "group"]], on="track_id"
-        )
-    else:
-        assignments["segment"] = rows.segment.to_numpy()
+    if fold_of_track is not None:  # a track's segments share its fold: one row per track
+        assignments = tracks[["track_id", "label"]].assign(fold=by_track, group=tracks.group.to_numpy())
+    else:  # the leaky folds are of segments: as the workers tested them
+        assignments = tested[["track_id", "label", "fold", "segment"]]
     write_csv(files.assignments, assignments)
     title = f"{k}-fold CV, {'LEAKY ' if data.split.leaky else ''}pooled over folds"
     plots.confusion_matrix_png(pooled, data.classes, files.confusion, title=f"xgboost, tracks, {title}")
@@ -105,66 +114,153 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
     return summary
 
 
+def _engine(cfg: DictConfig, client: Client, data: TrainingData, *, rows: int, k: int) -> tuple[str, str]:
+    """evaluate.engine, or for auto the engine the rows call for (crossval.fits_worker), and why."""
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    given = OmegaConf.select(cfg, "evaluate.worker_memory", default=None)
+    if given is not None:
+        limit = parse_bytes(given) if isinstance(given, str) else int(given)
+    else:  # the smallest worker decides; 0 is no limit
+        limit = min((int(w.get("memory_limit") or 0) for w in workers), default=0)
+    cap = OmegaConf.select(cfg, "model.segments_per_track", default=None)
+    fold_train_rows = rows * (k - 1) // k
+    if cap is not None:
+        fold_train_rows = min(fold_train_rows, len(data.tracks) * (k - 1) // k * int(cap))
+    fit = crossval.fits_worker(
+        rows=rows, fold_train_rows=fold_train_rows, features=len(data.names),
+        threads=max((int(w.get("nthreads") or 1) for w in workers), default=1), limit_bytes=limit,
+    )  # fmt: skip
+    asked = cfg.evaluate.engine
+    if asked != "auto":
+        return (
+            asked,
+            f"as evaluate.engine asks ({'it would fit' if fit.fits else 'would not fit'}: {fit.reason()})",
+        )
+    if fit.fits:
+        return "tasks", f"auto: folds side by side, each worker holding all rows: {fit.reason()}"
+    return "dask", f"auto: xgboost.dask over the cluster, fold after fold, since {fit.reason()}"
+
+
 def _folds_as_tasks(
     client: Client,
+    cfg: DictConfig,
     data: TrainingData,
-    rows: pd.DataFrame,
-    folds: np.ndarray,
+    parts: list[tuple[str, int]],
+    fold_of_track: pd.Series | None,
     k: int,
     *,
     params: dict,
-    seed: int,
-) -> list[dict[str, Any]]:
-    """One single-threaded XGBClassifier fit per fold, as a task; the data goes to each worker once."""
-    x = client.scatter(rows[data.names].to_numpy(np.float32), broadcast=True)
-    y = client.scatter(data.codes(rows.label).to_numpy(), broadcast=True)
-    fold_of = client.scatter(folds, broadcast=True)
-    estimator = XGBClassifier(**{**params, "n_jobs": 1})
-    futures = {
+) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+    """One single-threaded XGBClassifier fit per fold, as a task on a worker that read all rows
+    itself (one pinned read per worker, flow/crossval.py); the driver sends track ids, never rows.
+    Also every test row's track, label, segment and fold."""
+    seed = int(cfg.split.seed)
+    workers = shares.ranked_workers(client)
+    tracks = data.tracks[["track_id", "label", "group"]]
+    token = uuid.uuid4().hex
+    # the track ids and their folds go to every worker once, beside the graph (10^5 tracks' ids
+    # are megabytes); each fold then names its validation tracks by position
+    track_ids = client.scatter(tracks.track_id.to_numpy(dtype=object), broadcast=True)
+    folds = None if fold_of_track is None else client.scatter(fold_of_track.to_numpy(), broadcast=True)
+    held = [
         client.submit(
-            fit_and_predict_fold,
-            estimator,
-            x,
-            y,
-            fold_of,
-            fold,
-            n_classes=len(data.classes),
+            crossval.read_held,
+            data.store,
+            parts,
+            names=data.names,
+            classes=data.classes,
+            track_ids=track_ids,
+            fold_of_track=folds,
+            n_splits=k,
             seed=seed,
+            workers=[worker],
+            allow_other_workers=True,
             pure=False,
-        ): fold
-        for fold in range(k)
-    }
-    results = []
-    for done, future in enumerate(as_completed(futures), start=1):
-        fold = futures[future]
-        proba, fit_seconds = future.result()
-        ids = rows.loc[folds == fold, ["track_id", "label"]]
-        results.append(_fold_row(fold, evaluate(proba, ids, data.classes), fit_seconds))
-        log.info(
-            "evaluate: fold %d done (%d/%d), track accuracy %.3f",
-            fold,
-            done,
-            k,
-            results[-1]["track_accuracy"],
+            key=f"evaluate-rows-{i}-{token}",
         )
-    return results
+        for i, worker in enumerate(workers)
+    ]
+    fraction = float(OmegaConf.select(cfg, "model.validation_fraction", default=0.1))
+    stopping = OmegaConf.select(cfg, "model.early_stopping_rounds", default=None)
+    cap = OmegaConf.select(cfg, "model.segments_per_track", default=None)
+    threads = {
+        w: int(info.get("nthreads") or 1)
+        for w, info in client.scheduler_info(n_workers=-1)["workers"].items()
+    }
+
+    def start(fold: int, at: int) -> Future:
+        validation = (
+            crossval.validation_tracks(tracks, fold_of_track, fold, fraction=fraction, seed=seed)
+            if stopping is not None
+            else frozenset()
+        )
+        watched = np.flatnonzero(tracks.track_id.isin(validation))
+        future = client.submit(
+            crossval.fit_fold, held[at], fold, watched, params=params, n_classes=len(data.classes),
+            early_stopping_rounds=stopping, segments_per_track=cap, workers=[workers[at]],
+            allow_other_workers=True, pure=False, key=f"evaluate-fold-{fold}-{token}",
+        )  # fmt: skip
+        placed[future] = at
+        return future
+
+    # A worker is handed a fold only when it has a thread free for it: no fold waits in a queue,
+    # where Dask's work stealing could move it to an idle worker along with a copy of all the rows
+    # (the memory rule counts one copy per worker). Where a fold runs does not change its result.
+    pending = list(range(k))
+    placed: dict[Future, int] = {}
+    running = as_completed(
+        [
+            start(pending.pop(0), at)
+            for at, w in enumerate(workers)
+            for _ in range(threads.get(w, 1))
+            if pending
+        ]
+    )
+    classes = np.array(data.classes, dtype=object)
+    results, tested = [], []
+    for done, future in enumerate(running, start=1):
+        if pending:  # the thread this fold held is free
+            running.add(start(pending.pop(0), placed[future]))
+        got = future.result()
+        ids = pd.DataFrame({"track_id": got["track_id"], "label": classes[got["y"]]})
+        tested.append(ids.assign(fold=got["fold"], segment=got["segment"]))
+        row = _fold_row(got["fold"], evaluate(got["proba"], ids, data.classes), got["fit_seconds"])
+        row.update({key: got[key] for key in FOLD_FIT})
+        results.append(row)
+        log.info(
+            "evaluate: fold %d done (%d/%d), track accuracy %.3f, %d rounds (%d training segments, "
+            "%d validation tracks)", got["fold"], done, k, row["track_accuracy"], got["rounds_used"],
+            got["train_segments"], got["validation_tracks"],
+        )  # fmt: skip
+    held.clear()  # the workers let go of the rows
+    tested_rows = pd.concat(tested, ignore_index=True).sort_values("fold", kind="stable")
+    return results, tested_rows
+
+
+# what each fold's fit records in folds.csv beside its scores
+FOLD_FIT = ("rounds_used", "train_segments", "train_tracks", "validation_tracks", "validation_segments")
 
 
 def _folds_on_dask(
-    client: Client, data: TrainingData, rows: pd.DataFrame, folds: np.ndarray, k: int, *, params: dict
+    client: Client, cfg: DictConfig, data: TrainingData, fold_of_track: pd.Series, k: int, *, params: dict
 ) -> list[dict[str, Any]]:
     """xgboost.dask over the whole cluster for each fold in turn: for data too large for one worker."""
-    by_track = pd.Series(folds, index=rows.track_id).groupby(level=0).first()
     results = []
     for fold in range(k):
-        test = frozenset(by_track.index[by_track == fold])
+        test = frozenset(fold_of_track.index[fold_of_track == fold])
         data.split = Split(
             name=f"fold {fold}", description=f"fold {fold} of {k}", test_tracks=test,
-            train_tracks=frozenset(by_track.index) - test,
+            train_tracks=frozenset(fold_of_track.index) - test,
         )  # fmt: skip
         started = time.perf_counter()
-        metrics = model.fit_and_evaluate(client, data, params=params, files=None)
-        results.append(_fold_row(fold, metrics, metrics.get("fit_seconds", time.perf_counter() - started)))
+        metrics = model.fit_and_evaluate(
+            client, data, params=params, files=None, fitting=model.Fitting.from_config(cfg),
+            stage=f"evaluate fold {fold}",
+        )  # fmt: skip
+        row = _fold_row(fold, metrics, metrics.get("fit_seconds", time.perf_counter() - started))
+        # what model.fit_and_evaluate records of the rounds it used (early stopping), when it does
+        row.update({key: metrics[key] for key in FOLD_FIT if key in metrics})
+        results.append(row)
         log.info("evaluate: fold %d/%d done, track accuracy %.3f", fold + 1, k, metrics["track_accuracy"])
     return results
 

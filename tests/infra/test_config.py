@@ -47,6 +47,8 @@ def test_every_option_of_every_group_composes(group, option, tmp_path):
         ("search.grid.max_depth=3", "search.grid.max_depth"),
         ("stages=[extract,fly]", "stages"),
         ("search.scoring=acuracy", "search.scoring"),
+        ("search.sample_tracks=0", "search.sample_tracks"),
+        ("search.n_estimators=ten", "search.n_estimators"),
         ("data=fma data.subset=huge", "data.subset"),
         ("data=fma data.root=/audio", "data.tracks"),
         ("data=table", "data.root"),
@@ -108,6 +110,8 @@ def test_every_split_gives_tune_and_compare_a_seed(split, tmp_path):
     [
         ("evaluate", "evaluate.folds=1", "evaluate.folds"),
         ("evaluate", "evaluate.engine=threads", "evaluate.engine"),
+        ("evaluate", "evaluate.worker_memory=lots", "evaluate.worker_memory"),
+        ("evaluate", "evaluate.worker_memory=0", "evaluate.worker_memory"),
         ("compare", "compare.folds=1", "compare.folds"),
         ("compare", "compare.folds=ten", "compare.folds"),
     ],
@@ -117,3 +121,10 @@ def test_wrong_fold_settings_name_their_key(stage, override, key, tmp_path):
     with pytest.raises(ConfigError) as info:
         config.check(cfg)
     assert info.value.key == key
+
+
+def test_evaluate_chooses_its_engine_by_default_and_takes_a_memory_size(tmp_path):
+    cfg = make_config("evaluate", [f"output.dir={tmp_path}", "evaluate.worker_memory=512MiB"])
+    config.check(cfg)
+    assert cfg.evaluate.engine == "auto"
+    assert cfg.search.sample_tracks >= 1 and "n_estimators" not in cfg.search.grid

@@ -15,12 +15,12 @@ import soundfile as sf
 from distributed import get_task_stream
 
 from genre_hpc.core.atomic import write_bytes
-from genre_hpc.flow import demo
+from genre_hpc.flow import crossval, demo
 from genre_hpc.flow.lineup import MODELS
 from genre_hpc.flow.metrics import interval_text
-from genre_hpc.flow.split import LEAK_WARNING
+from genre_hpc.flow.split import LEAK_WARNING, track_folds
 from genre_hpc.flow.trainset import TrainingData
-from genre_hpc.stages import compare, evaluate, extract, report, train, validate
+from genre_hpc.stages import compare, evaluate, extract, report, train, tune, validate
 
 from ..browser import CHROMIUM, Chromium
 from ..helpers import REPO, layout, make_config, run_cli, run_stage
@@ -188,9 +188,17 @@ def test_predict_refuses_a_model_of_another_feature_version(evaluated, tmp_path)
 
 
 @pytest.fixture(scope="module")
-def cross_validated(evaluated, corpus, client):
+def cross_validated_on_the_cluster(evaluated, corpus, client):
+    """evaluate with the default engine (auto), 4 folds; also the tasks the cluster ran."""
     cfg = _cfg("evaluate", evaluated, corpus, "evaluate.folds=4", "model.params.n_estimators=30")
-    return run_stage(evaluate, cfg, client)
+    with get_task_stream(client) as stream:
+        summary = run_stage(evaluate, cfg, client)
+    return summary, stream.data
+
+
+@pytest.fixture(scope="module")
+def cross_validated(cross_validated_on_the_cluster):
+    return cross_validated_on_the_cluster[0]
 
 
 def test_evaluate_tests_every_track_exactly_once_and_keeps_copies_in_one_fold(cross_validated, evaluated):
@@ -228,6 +236,167 @@ def test_evaluate_reports_each_metric_with_a_spread_and_an_interval_around_its_m
     assert saved["metrics"]["track_accuracy"]["mean"] > 0.3  # learnable: chance is 0.1
     for figure in (files.confusion, files.figure):
         assert figure.read_bytes()[:8] == PNG
+
+
+def test_evaluate_auto_fits_the_folds_side_by_side_on_workers_that_read_the_rows_themselves(
+    cross_validated_on_the_cluster, evaluated, client
+):
+    summary, tasks = cross_validated_on_the_cluster
+    # ~800 rows fit a worker of the test cluster by far: folds side by side, and the log's reason
+    assert summary["engine"] == "tasks"
+    assert (
+        summary["engine_reason"].startswith("auto: folds side by side") and " <= " in summary["engine_reason"]
+    )
+    # every worker read the rows once itself (the driver sent no rows) ...
+    reads = [t for t in tasks if str(t["key"]).startswith("evaluate-rows-")]
+    workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+    assert sorted(t["worker"] for t in reads) == workers
+    # ... and each fold ran on a worker that held them, as one task
+    folds = [t for t in tasks if str(t["key"]).startswith("evaluate-fold-")]
+    assert len(folds) == 4 and {t["worker"] for t in folds} <= set(workers)
+    # each fold stopped early on validation tracks (model.early_stopping_rounds=20) of 30 rounds at most
+    table = pd.read_csv(layout(_cfg("evaluate", evaluated, evaluated)).evaluation.folds)
+    assert table.rounds_used.between(1, 30).all()
+    assert (table.validation_tracks > 0).all() and (table.validation_segments > 0).all()
+    # no test track, no validation track trained: training + validation + test tracks are all tracks
+    assert (
+        table.train_tracks + table.validation_tracks + table.test_tracks == summary["tested_tracks"]
+    ).all()
+
+
+def test_evaluate_auto_runs_xgboost_dask_fold_after_fold_when_the_rows_do_not_fit_a_worker(
+    evaluated, corpus, client
+):
+    out = evaluated.parent / "eval-small-workers"
+    shutil.copytree(evaluated, out, ignore=shutil.ignore_patterns("evaluate", "report"), dirs_exist_ok=True)
+    cfg = _cfg("evaluate", out, corpus, "evaluate.folds=2", "model.params.n_estimators=10",
+               "evaluate.worker_memory=64MiB")  # fmt: skip
+    with get_task_stream(client) as stream:
+        summary = run_stage(evaluate, cfg, client)
+    assert summary["engine"] == "dask"
+    # the reason names the rule's figures: ~0.3 GiB needed, 80 % of 64 MiB usable
+    assert "auto: xgboost.dask" in summary["engine_reason"]
+    assert " > 0.05 GiB (80% of a worker's 0.06 GiB limit)" in summary["engine_reason"]
+    assert not [t for t in stream.data if str(t["key"]).startswith("evaluate-fold-")]
+    assert summary["tested_tracks"] == 81 and summary["folds"] == 2
+
+
+def test_the_memory_rule_weighs_the_rows_held_and_the_folds_fitted_at_once():
+    one = crossval.fits_worker(rows=10**6, fold_train_rows=9 * 10**5, features=174, threads=1,
+                               limit_bytes=5 * 2**30)  # fmt: skip
+    # 10^6 rows x 174 x 4 B = 0.65 GiB: held x 1.2, one fold of 0.9 of them x 3.5, 0.39 GiB of worker
+    assert one.need_bytes == pytest.approx(696e6 * (1.2 + 3.5 * 0.9) + 400 * 2**20, rel=1e-6)
+    assert one.fits  # 3.2 GiB <= 4.0 GiB
+    # two folds at once on a worker: 5.7 GiB > 4.0 GiB
+    assert not crossval.fits_worker(rows=10**6, fold_train_rows=9 * 10**5, features=174, threads=2,
+                                    limit_bytes=5 * 2**30).fits  # fmt: skip
+    assert not crossval.fits_worker(rows=10**6, fold_train_rows=9 * 10**5, features=174, threads=1,
+                                    limit_bytes=4 * 2**30).fits  # fmt: skip
+    assert crossval.fits_worker(rows=10**8, fold_train_rows=10**8, features=174, threads=1,
+                                limit_bytes=0).fits  # fmt: skip
+
+
+def _held(tracks: pd.DataFrame, fold_of_track: pd.Series, segments: int) -> crossval.Held:
+    """Rows of `tracks` as a worker holds them: `segments` per track, a learnable first feature."""
+    rng = np.random.default_rng(3)
+    classes = sorted(tracks.label.unique())
+    track = np.repeat(np.arange(len(tracks)), segments)
+    y = tracks.label.map(classes.index).to_numpy(dtype=np.int32)[track]
+    x = rng.normal(size=(len(track), 5)).astype(np.float32)
+    x[:, 0] += 1.5 * y
+    return crossval.Held(
+        x=x, y=y, track=track, segment=np.tile(np.arange(segments), len(tracks)),
+        fold=fold_of_track.to_numpy()[track], tracks=tracks.track_id.to_numpy(dtype=object),
+    )  # fmt: skip
+
+
+def _tracks() -> pd.DataFrame:
+    """3 genres of 8 tracks; two pairs of tracks are copies of one recording (one group)."""
+    ids = [f"g{g}/{i}" for g in range(3) for i in range(8)]
+    tracks = pd.DataFrame({"track_id": ids, "label": [t.split("/")[0] for t in ids]})
+    tracks["group"] = tracks.track_id.replace({"g0/1": "g0/0", "g1/5": "g1/4"})
+    return tracks
+
+
+def test_a_folds_validation_tracks_are_whole_groups_of_its_training_tracks_and_never_train():
+    tracks = _tracks()
+    fold_of_track, _ = track_folds(tracks, n_splits=4, seed=0, key="evaluate.folds")
+    held = _held(tracks, fold_of_track, segments=6)
+    group = tracks.set_index("track_id").group
+    for fold in range(4):
+        validation = crossval.validation_tracks(tracks, fold_of_track, fold, fraction=0.3, seed=0)
+        positions = np.flatnonzero(tracks.track_id.isin(validation))
+        trains, watches, test = crossval.fold_rows(held, fold, positions, segments_per_track=3)
+        trained, watched = (set(held.tracks[held.track[rows]]) for rows in (trains, watches))
+        tested = set(held.tracks[held.track[test]])
+        assert validation and watched == validation
+        assert not trained & watched and not trained & tested and not watched & tested
+        assert trained | watched | tested == set(tracks.track_id)
+        # whole groups: the copies of one recording are on one side
+        for side in (trained, watched, tested):
+            assert set(tracks.track_id[tracks.group.isin(group[list(side)])]) == side
+        # every genre keeps a group to train on
+        assert {t.split("/")[0] for t in trained} == {"g0", "g1", "g2"}
+        # the cap: 3 of each training track's 6 segments, spread over it (both sides it trains on)
+        for rows in (trains, watches):
+            per_track = pd.DataFrame({"track": held.track[rows], "segment": held.segment[rows]})
+            assert all(list(kept) == [1, 3, 5] for _, kept in per_track.groupby("track").segment)
+        # the test side keeps every segment
+        assert test.sum() == 6 * len(tested)
+
+
+def test_a_fold_fit_stops_early_and_scores_only_its_test_rows():
+    tracks = _tracks()
+    fold_of_track, _ = track_folds(tracks, n_splits=4, seed=0, key="evaluate.folds")
+    held = _held(tracks, fold_of_track, segments=10)
+    validation = np.flatnonzero(tracks.track_id.isin(
+        crossval.validation_tracks(tracks, fold_of_track, 1, fraction=0.3, seed=0)
+    ))  # fmt: skip
+    params = {"n_estimators": 300, "learning_rate": 0.5, "max_depth": 3, "random_state": 0}
+    got = crossval.fit_fold(held, 1, validation, params=params, n_classes=4, early_stopping_rounds=3,
+                            segments_per_track=None)  # fmt: skip
+    assert 1 <= got["rounds_used"] < 300  # stopped: the validation loss rose long before 300 rounds
+    assert got["validation_tracks"] == len(validation)
+    assert got["proba"].shape == ((held.fold == 1).sum(), 4) and (got["proba"][:, 3] == 0).all()
+    assert np.allclose(got["proba"].sum(axis=1), 1.0)
+    assert set(got["track_id"]) == set(fold_of_track.index[fold_of_track == 1])
+    # the same inputs give the same fold, wherever it runs
+    again = crossval.fit_fold(held, 1, validation, params=params, n_classes=4, early_stopping_rounds=3,
+                              segments_per_track=None)  # fmt: skip
+    assert again["rounds_used"] == got["rounds_used"] and (again["proba"] == got["proba"]).all()
+    # without early stopping it trains every round
+    off = crossval.fit_fold(held, 1, validation, params={**params, "n_estimators": 20}, n_classes=4,
+                            early_stopping_rounds=None, segments_per_track=None)  # fmt: skip
+    assert off["rounds_used"] == 20
+
+
+def test_tune_searches_a_sample_read_by_the_workers_and_refits_the_best_on_every_training_track(
+    evaluated, corpus, client
+):
+    out = evaluated.parent / "eval-tune"
+    shutil.copytree(evaluated, out, ignore=shutil.ignore_patterns("evaluate", "report"), dirs_exist_ok=True)
+    cfg = _cfg("tune", out, corpus, "search.sample_tracks=30", "search.n_estimators=10", "search.cv_folds=2",
+               "model.params.n_estimators=20")  # fmt: skip
+    with get_task_stream(client) as stream:
+        metrics = run_stage(tune, cfg, client)
+    best = json.loads((out / "tune" / "best_params.json").read_text())
+    sample = best["sample"]
+    # ~30 of the ~65 training tracks, whole groups stratified by genre: every genre is in the search
+    assert 25 <= sample["tracks"] <= 35 < sample["of_training_tracks"]
+    assert (
+        sample["sample_tracks"] == 30
+        and f"{sample['tracks']} of {sample['of_training_tracks']}" in best["cv"]
+    )
+    assert (best["candidates"], best["folds"], best["fits"], best["search_rounds"]) == (2, 2, 4, 10)
+    assert len(pd.read_csv(out / "tune" / "cv_results.csv")) == 2
+    # the sample's rows were read on the workers (a reader per worker's run of parts), not sent
+    reads = [t for t in stream.data if str(t["key"]).startswith("TrackRows(")]
+    workers = set(client.scheduler_info(n_workers=-1)["workers"])
+    assert 1 <= len(reads) <= 2 and {t["worker"] for t in reads} <= workers
+    # the refit trained on all training tracks, far more segments than the sample's
+    assert metrics["train_segments"] > sample["segments"] > 0
+    assert (out / "tune" / "model" / "model.ubj").exists() and 0 <= metrics["track_accuracy"] <= 1
+    assert metrics["tuning"]["best_params"] == best["best_params"]
 
 
 def test_compare_over_folds_gives_every_model_a_mean_and_an_interval(evaluated, corpus, client):
