@@ -27,14 +27,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.neural_network import MLPClassifier
-from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from xgboost import XGBClassifier, XGBRFClassifier
@@ -268,43 +267,6 @@ def fit_model_fold(name: str, held: FoldRows, fold: int, **kwargs: Any) -> Fitte
     test = held.folds == fold
     keep = ~test if held.trains is None else ~test & held.trains
     return fit_model(name, held.rows.take(keep), held.rows.take(test), **kwargs)
-
-
-def fit_and_predict(
-    estimator: BaseEstimator,
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_test: np.ndarray,
-    *,
-    n_classes: int,
-    seed: int,
-) -> tuple[np.ndarray, float]:
-    """Fit an unfitted estimator (standardised inputs) and return its test probabilities and fit
-    seconds; runs on a worker. `evaluate`'s engine=tasks fits its configured xgboost through it."""
-    model = make_pipeline(StandardScaler(), clone(estimator))
-    present, y_local = np.unique(y_train, return_inverse=True)
-    started = time.perf_counter()
-    model.fit(x_train, y_local)
-    fit_seconds = time.perf_counter() - started
-    proba = model.predict_proba(x_test)
-    full = np.zeros((len(x_test), n_classes))
-    full[:, present[model.classes_]] = proba
-    return full, fit_seconds
-
-
-def fit_and_predict_fold(
-    estimator: BaseEstimator,
-    x: np.ndarray,
-    y: np.ndarray,
-    folds: np.ndarray,
-    fold: int,
-    *,
-    n_classes: int,
-    seed: int,
-) -> tuple[np.ndarray, float]:
-    """fit_and_predict trained on every row outside `fold`, tested on the rows of `fold`."""
-    test = folds == fold
-    return fit_and_predict(estimator, x[~test], y[~test], x[test], n_classes=n_classes, seed=seed)
 
 
 # --- the rows, read on the workers ------------------------------------------------------------
