@@ -204,7 +204,9 @@ def build(
     names = params.names()
     styles = Styles.draw(seed, len(names))
     store = FeatureStore(out)
-    audio_root = str(out.root / "audio")  # named, never read: the rows are made, not extracted
+    # named, never read (the rows are made, not extracted), and the same wherever the dataset is
+    # kept: the same seed writes the same bytes
+    audio_root = f"/bench-learning/{out.root.name}/audio"
     parts = parts_of(p, part_rows)
     log.info("bench: learning probe, writing %d rows of %d tracks (%d genres) in %d parts to %s",
              rows, p.tracks, len(GENRES), len(parts), out.root)  # fmt: skip
@@ -248,6 +250,7 @@ class Watched:
 
     code: int | None
     seconds: float
+    pid: int  # also the id of its process group
     driver_peak_mb: float
     worker_peaks_mb: list[float]
 
@@ -287,7 +290,8 @@ def run_watched(args: list[str], logfile: Path, *, timeout: float | None, interv
                 break
             time.sleep(interval)
     mb = 1024.0 * 1024.0
-    return Watched(code, time.perf_counter() - started, driver_peak / mb, [v / mb for v in workers.values()])
+    peaks = [v / mb for v in workers.values()]
+    return Watched(code, time.perf_counter() - started, proc.pid, driver_peak / mb, peaks)
 
 
 def _is_worker(proc: Any) -> bool:
@@ -392,19 +396,25 @@ def stage_results(stage: str, out: OutputLayout) -> dict[str, Any]:
     return found
 
 
-def probe_stage(
-    dataset: OutputLayout, stage: str, run_dir: Path, *, workers: int, timeout: float | None,
-    overrides: list[str], numba_cache: str | None,
-) -> dict[str, Any]:  # fmt: skip
-    """Run one stage on `dataset` in a fresh output folder `run_dir` (features/ and the tables beside
-    it linked, not copied) and measure it."""
+def run_folder(dataset: OutputLayout, run_dir: Path) -> OutputLayout:
+    """A fresh output folder for one stage on `dataset`: its features/, content hashes and
+    tracks.parquet linked, not copied (10^7 rows are 7 GB), so every stage starts from the dataset
+    alone and a stage that fails leaves no result a later reading could take for its own."""
     if run_dir.exists():
         shutil.rmtree(run_dir)
-    out = OutputLayout(run_dir)
     run_dir.mkdir(parents=True)
     for name in ("features", ".hashes", "tracks.parquet"):
         if (dataset.root / name).exists():
             (run_dir / name).symlink_to(dataset.root / name)
+    return OutputLayout(run_dir)
+
+
+def probe_stage(
+    dataset: OutputLayout, stage: str, run_dir: Path, *, workers: int, timeout: float | None,
+    overrides: list[str], numba_cache: str | None,
+) -> dict[str, Any]:  # fmt: skip
+    """Run one stage on `dataset` in a fresh output folder `run_dir` and measure it."""
+    out = run_folder(dataset, run_dir)
     args = [stage, f"output.dir={run_dir}", "cluster=local", f"cluster.n_workers={workers}",
             "cluster.threads_per_worker=1", *overrides]  # fmt: skip
     if numba_cache:
