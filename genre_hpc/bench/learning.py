@@ -37,7 +37,7 @@ from omegaconf import DictConfig
 
 from genre_hpc.core.atomic import write_json, write_parquet
 from genre_hpc.core.errors import ConfigError
-from genre_hpc.core.layout import OutputLayout
+from genre_hpc.core.layout import ModelFiles, OutputLayout
 from genre_hpc.flow.dataset import FeatureStore
 from genre_hpc.flow.metadata import fma_path
 from genre_hpc.flow.params import FeatureParams
@@ -350,6 +350,10 @@ def _find(record: Any, key: str) -> Any:
     return None
 
 
+def _round(value: Any) -> float | None:
+    return None if value is None else round(float(value), 2)
+
+
 def _read_json(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
@@ -389,10 +393,13 @@ def stage_results(stage: str, out: OutputLayout) -> dict[str, Any]:
                 accuracy_of=f"{best['model']} (of {len(models)} models), {summary.get('label')}",
                 models=" ".join(f"{name}={row['track_accuracy']:.3f}" for name, row in models.items()),
             )  # fmt: skip
+    if stage in ("train", "tune") and found.get("rounds_used") is None:
+        found["rounds_used"] = saved_rounds(out.model if stage == "train" else out.tune_model)
     stages = manifest.read(out).get("stages", {})
     record = stages.get(stage) or next((v for k, v in stages.items() if k.startswith(stage)), None)
     if record is not None:
-        found["stage_s"] = record.get("wall_seconds")
+        found["stage_s"] = _round(record.get("wall_seconds"))
+    found["fit_s"] = _round(found.get("fit_s"))
     return found
 
 
@@ -407,6 +414,16 @@ def run_folder(dataset: OutputLayout, run_dir: Path) -> OutputLayout:
         if (dataset.root / name).exists():
             (run_dir / name).symlink_to(dataset.root / name)
     return OutputLayout(run_dir)
+
+
+def saved_rounds(files: ModelFiles) -> int | None:
+    """The boosting rounds of a saved model (a stage that does not record `rounds_used` still saves
+    its booster; with early stopping, xgboost keeps the rounds past the best one too)."""
+    if not files.booster.exists():
+        return None
+    import xgboost
+
+    return int(xgboost.Booster(model_file=str(files.booster)).num_boosted_rounds())
 
 
 def probe_stage(

@@ -148,12 +148,19 @@ def test_the_probe_measures_each_stage_on_a_local_cluster(tmp_path, numba_cache)
         "bench",
         [f"output.dir={tmp_path}", "bench.learning=[2000]", "bench.learning_stages=[train,evaluate]",
          "bench.learning_workers=2", "bench.learning_timeout=600", f"cluster.numba_cache_dir={numba_cache}",
-         'bench.learning_overrides=["model.params.n_estimators=30","evaluate.folds=3"]'],
+         'bench.learning_overrides=["model.params.n_estimators=30","evaluate.folds=3"]',
+         "bench.learning_rounds=[1,3]"],
     )  # fmt: skip
     record = run_stage(bench, cfg)
     table = pd.read_csv(layout(cfg).bench.learning)
-    assert list(table.stage) == ["train", "evaluate"] and len(record["learning"]) == 2
+    assert list(table.stage) == ["train", "evaluate", "train 1 rounds", "train 3 rounds"]
+    assert len(record["learning"]) == 4
     assert (table.status == "finished").all() and (table.exit_code == 0).all()
+    rounds = table.set_index("stage").rounds_used
+    assert 1 <= rounds["train"] <= 30 and list(rounds.iloc[2:]) == [1, 3]
+    first = table.iloc[2:]
+    assert first.seconds_per_round.notna().all() and first.matrix_s.notna().all()
+    table = table.iloc[:2]
     assert (table.rows == 2000).all() and (table.tracks == 200).all() and (table.workers == 2).all()
     for column in ("wall_s", "stage_s", "driver_peak_rss_mb", "worker_peak_rss_mb"):
         assert (table[column] > 0).all(), column
