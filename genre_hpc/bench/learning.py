@@ -475,8 +475,13 @@ def run(cfg: DictConfig, sizes: list[int], folder: Path) -> pd.DataFrame:
         raise ConfigError("bench.learning_rounds", f"{rounds} must be two round counts, the first smaller",
                           "e.g. [2, 6], or [] for none")  # fmt: skip
     workers = int(spec.learning_workers)
+    if workers < 1:
+        raise ConfigError("bench.learning_workers", f"{workers} is not a positive worker count", "e.g. 2")
     timeout = spec.get("learning_timeout")
     timeout = float(timeout) if timeout is not None else None
+    if timeout is not None and timeout <= 0:
+        raise ConfigError("bench.learning_timeout", f"{timeout} is not a positive number of seconds",
+                          "e.g. 1800, or null for no limit")  # fmt: skip
     overrides = [str(o) for o in spec.get("learning_overrides") or []]
     root = Path(str(spec.learning_root)).expanduser().resolve()
     params = config.feature_params(cfg)

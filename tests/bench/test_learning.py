@@ -93,6 +93,15 @@ def test_long_tracks_are_about_90_segments_and_the_rows_are_exact():
     assert short.tracks == 100_000 and (short.lengths == 10).all()
 
 
+def test_a_dataset_of_long_tracks_is_read_as_one_of_clips(tmp_path):
+    out = build(tmp_path, 3000, long_tracks=True, part_rows=500)
+    data = TrainingData(out, GROUPED)
+    per_track = data.frame.compute().groupby("track_id").segment.agg(["size", "min", "max"])
+    assert per_track["size"].sum() == 3000 and 50 <= per_track["size"].mean() <= 130
+    assert (per_track["min"] == 0).all() and (per_track["max"] == per_track["size"] - 1).all()
+    assert len(data.tracks) == len(per_track) and (data.tracks.subset == "full").all()
+
+
 def test_first_rounds_give_seconds_per_round_from_the_difference(tmp_path, monkeypatch):
     fits = {2: 30.0, 6: 38.0}  # 2 s per round, 26 s of matrices
 
