@@ -134,19 +134,24 @@ class Styles:
 
 def parts_of(p: Plan, part_rows: int) -> list[tuple[int, np.ndarray]]:
     """(genre, track indices) of every part: each genre's tracks in id order, cut into runs of whole
-    tracks of at least `part_rows` rows (the last run of a genre may be shorter), as extract's
-    merge leaves them."""
-    parts = []
+    tracks of at least `part_rows` rows, a short remainder joining the genre's last run, as
+    extract's merge leaves them (a genre with fewer rows in all is one part)."""
+    parts: list[tuple[int, np.ndarray]] = []
     for genre in range(len(GENRES)):
         chosen = np.flatnonzero(p.genres == genre)
+        runs: list[np.ndarray] = []
         start, total = 0, 0
         for i, index in enumerate(chosen):
             total += int(p.lengths[index])
             if total >= part_rows:
-                parts.append((genre, chosen[start : i + 1]))
+                runs.append(chosen[start : i + 1])
                 start, total = i + 1, 0
         if start < len(chosen):
-            parts.append((genre, chosen[start:]))
+            if runs:
+                runs[-1] = np.concatenate([runs[-1], chosen[start:]])
+            else:
+                runs.append(chosen[start:])
+        parts += [(genre, run) for run in runs]
     return parts
 
 
