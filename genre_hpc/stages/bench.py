@@ -55,7 +55,8 @@ def run(cfg: DictConfig, client: Any, out: OutputLayout) -> dict[str, Any]:
             )
         table = learning.run(cfg, learning_sizes, files.folder)
         write_csv(files.learning, table)
-        _log_table("learning probe (learning stages by the console command)", table.drop(columns=["log"]))
+        shown = table.drop(columns=["log"], errors="ignore")
+        _log_table("learning probe (learning stages by the console command)", shown)
         record = {"machine": extraction.machine(), "command": _command()}
         record["learning"] = table.to_dict("records")
         timer.finish("bench", record)
