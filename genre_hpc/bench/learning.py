@@ -266,7 +266,7 @@ def run_watched(args: list[str], logfile: Path, *, timeout: float | None, interv
     import psutil
 
     logfile.parent.mkdir(parents=True, exist_ok=True)
-    driver_peak, workers = 0.0, {}
+    workers: dict[Any, float] = {}
     started = time.perf_counter()
     with logfile.open("w") as handle:
         proc = subprocess.Popen(
@@ -274,29 +274,43 @@ def run_watched(args: list[str], logfile: Path, *, timeout: float | None, interv
             start_new_session=True,  # its own process group: a timeout stops the workers too
         )  # fmt: skip
         watched = psutil.Process(proc.pid)
-        code = None
-        while True:
-            try:
-                driver_peak = max(driver_peak, watched.memory_info().rss)
-                for child in watched.children(recursive=True):
-                    try:
-                        if _is_worker(child):
-                            workers[child.pid] = max(workers.get(child.pid, 0), child.memory_info().rss)
-                    except psutil.Error:
-                        pass  # gone between the listing and the reading
-            except psutil.Error:
-                pass
-            code = proc.poll()
-            if code is not None:
-                break
-            if timeout is not None and time.perf_counter() - started > timeout:
-                _stop(proc, watched)
-                code = None
-                break
-            time.sleep(interval)
+        try:
+            code = _poll(proc, watched, workers, started, timeout=timeout, interval=interval)
+        except BaseException:  # the probe itself interrupted: leave no stage running on its own
+            _stop(proc, watched)
+            raise
+        driver_peak = workers.pop("driver", 0.0)
     mb = 1024.0 * 1024.0
     peaks = [v / mb for v in workers.values()]
     return Watched(code, time.perf_counter() - started, proc.pid, driver_peak / mb, peaks)
+
+
+def _poll(
+    proc: subprocess.Popen, watched: Any, peaks: dict[Any, float], started: float, *,
+    timeout: float | None, interval: float,
+) -> int | None:  # fmt: skip
+    """Until the command ends or its time is up: the peak RSS of the command (key "driver") and of
+    each worker process (by pid) in `peaks`. Its exit code, or None once stopped at the limit."""
+    import psutil
+
+    while True:
+        try:
+            peaks["driver"] = max(peaks.get("driver", 0), watched.memory_info().rss)
+            for child in watched.children(recursive=True):
+                try:
+                    if _is_worker(child):
+                        peaks[child.pid] = max(peaks.get(child.pid, 0), child.memory_info().rss)
+                except psutil.Error:
+                    pass  # gone between the listing and the reading
+        except psutil.Error:
+            pass
+        code = proc.poll()
+        if code is not None:
+            return code
+        if timeout is not None and time.perf_counter() - started > timeout:
+            _stop(proc, watched)
+            return None
+        time.sleep(interval)
 
 
 def _is_worker(proc: Any) -> bool:
@@ -448,7 +462,9 @@ def probe_stage(
         "stage": stage, "status": status, "exit_code": watched.code, "wall_s": round(watched.seconds, 2),
         "driver_peak_rss_mb": round(watched.driver_peak_mb, 1),
         "worker_peak_rss_mb": round(max(watched.worker_peaks_mb), 1) if watched.worker_peaks_mb else None,
-        "workers_seen": len(watched.worker_peaks_mb), "overrides": " ".join(overrides),
+        "workers_seen": len(watched.worker_peaks_mb),
+        "worker_peaks_mb": " ".join(str(round(v)) for v in watched.worker_peaks_mb),
+        "overrides": " ".join(overrides),
         "log": str(run_dir / f"{stage}.log"),
     }  # fmt: skip
     if status == "finished":
@@ -460,10 +476,10 @@ def probe_stage(
 
 
 COLUMNS = [
-    "rows", "tracks", "segments_per_track", "stage", "workers", "status", "exit_code", "wall_s", "stage_s",
-    "fit_s", "rounds_used", "driver_peak_rss_mb", "worker_peak_rss_mb", "workers_seen", "track_accuracy",
-    "accuracy_low", "accuracy_high", "accuracy_of", "models", "seconds_per_round", "matrix_s", "overhead_s",
-    "timeout_s", "overrides", "load_1min", "log",
+    "rows", "tracks", "segments_per_track", "dataset_mb", "stage", "workers", "status", "exit_code",
+    "wall_s", "stage_s", "fit_s", "rounds_used", "driver_peak_rss_mb", "worker_peak_rss_mb",
+    "workers_seen", "worker_peaks_mb", "track_accuracy", "accuracy_low", "accuracy_high", "accuracy_of",
+    "models", "seconds_per_round", "matrix_s", "overhead_s", "timeout_s", "overrides", "load_1min", "log",
 ]  # fmt: skip
 
 
@@ -498,8 +514,9 @@ def run(cfg: DictConfig, sizes: list[int], folder: Path) -> pd.DataFrame:
                         params=params, long_tracks=long_tracks,
                         long_segments=int(spec.learning_long_segments))  # fmt: skip
         shape = dataset_summary(dataset)
-        common = {"rows": n, "tracks": shape["tracks"], "workers": workers, "timeout_s": timeout,
-                  "segments_per_track": shape["mean_segments_per_track"]}  # fmt: skip
+        size = sum(p.stat().st_size for p in dataset.features.rglob("*.parquet")) / 1024.0 / 1024.0
+        common = {"rows": n, "tracks": shape["tracks"], "dataset_mb": round(size, 1), "workers": workers,
+                  "segments_per_track": shape["mean_segments_per_track"], "timeout_s": timeout}  # fmt: skip
         for stage in stages:
             row = probe_stage(dataset, stage, folder / f"learning-{n}" / stage, workers=workers,
                               timeout=timeout, overrides=overrides, numba_cache=numba_cache)  # fmt: skip

@@ -174,7 +174,8 @@ def test_the_probe_measures_each_stage_on_a_local_cluster(tmp_path, numba_cache)
     assert (table.rows == 2000).all() and (table.tracks == 200).all() and (table.workers == 2).all()
     for column in ("wall_s", "stage_s", "driver_peak_rss_mb", "worker_peak_rss_mb"):
         assert (table[column] > 0).all(), column
-    assert (table.workers_seen == 2).all()
+    assert (table.workers_seen == 2).all() and (table.dataset_mb > 0).all()
+    assert table.worker_peaks_mb.str.split().map(len).eq(2).all()
     assert (table.wall_s >= table.stage_s).all()
     assert table.track_accuracy.between(0, 1).all()
     # 160 training tracks of 16 genres: a model that learned nothing gets 1/16
