@@ -107,6 +107,12 @@ class BenchFiles:
         return self.folder / "scale.csv"
 
     @property
+    def learning(self) -> Path:
+        """The learning probe's table (bench.learning); its runs are beside it, its datasets under
+        bench.learning_root."""
+        return self.folder / "learning.csv"
+
+    @property
     def schedulers(self) -> Path:
         return self.folder / "schedulers.csv"
 

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 from omegaconf import DictConfig
 
-from genre_hpc.bench import extraction, mp3, new_worker, scale, training
+from genre_hpc.bench import extraction, learning, mp3, new_worker, scale, training
 from genre_hpc.core.atomic import write_csv, write_text
 from genre_hpc.core.errors import ConfigError
 from genre_hpc.core.layout import BenchFiles, OutputLayout
@@ -45,6 +45,20 @@ def run(cfg: DictConfig, client: Any, out: OutputLayout) -> dict[str, Any]:
         write_csv(files.scale, table)
         _log_table("scale probe (validate + extract by the console command)", table)
         record = {"machine": extraction.machine(), "command": _command(), "scale": table.to_dict("records")}
+        timer.finish("bench", record)
+        return record
+    learning_sizes = [int(n) for n in spec.get("learning") or []]
+    if learning_sizes:  # the learning probe runs alone too: it runs the learning stages for minutes
+        if any(n < 10 * len(learning.GENRES) for n in learning_sizes):
+            raise ConfigError(
+                "bench.learning", f"{learning_sizes} must be row counts of at least 160", "e.g. [100000]"
+            )
+        table = learning.run(cfg, learning_sizes, files.folder)
+        write_csv(files.learning, table)
+        shown = table.drop(columns=["log"], errors="ignore")
+        _log_table("learning probe (learning stages by the console command)", shown)
+        record = {"machine": extraction.machine(), "command": _command()}
+        record["learning"] = table.to_dict("records")
         timer.finish("bench", record)
         return record
     record: dict[str, Any] = {"machine": extraction.machine(), "command": _command()}
