@@ -84,3 +84,15 @@ def test_a_folder_without_a_model_names_the_key(tmp_path):
     with pytest.raises(ConfigError) as caught:
         model.SavedModel(ModelFiles(tmp_path))
     assert caught.value.key == "model_dir"
+
+
+def test_scale_array_is_scale_bit_for_bit_across_its_blocks():
+    rng = np.random.default_rng(0)
+    names = [f"f{i}" for i in range(5)]
+    n = 2 * model.SCALE_BLOCK_ROWS + 17  # three blocks, the last one short
+    rows = pd.DataFrame((rng.standard_normal((n, 5)) * 7 + 3).astype(np.float32), columns=names)
+    rows.insert(0, "track_id", "t")
+    scaler = model.Standardizer(names, rows[names].mean().astype(float), rows[names].std().astype(float))
+    blocked = scaler.scale_array(rows)
+    assert blocked.dtype == np.float32 and blocked.flags.c_contiguous
+    assert np.array_equal(blocked, scaler.scale(rows).to_numpy())
