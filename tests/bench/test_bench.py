@@ -183,7 +183,8 @@ def training_run(tmp_path_factory, numba_cache):
         "bench",
         [f"output.dir={out}", "bench.extraction=false", "bench.training_rows=[300,600]",
          "bench.training_trees=4", "bench.tuning=true", "bench.tuning_rows=400",
-         "search.cv_folds=2", "search.grid={max_depth:[2,3],n_estimators:[3],learning_rate:[0.3]}"],
+         "search.cv_folds=2", "search.grid={max_depth:[2,3],learning_rate:[0.3]}",
+         "model.params.n_estimators=3"],
     )  # fmt: skip
     record = run_stage(bench, cfg)
     return layout(cfg).bench, record

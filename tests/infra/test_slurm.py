@@ -115,7 +115,7 @@ def test_sbatch_train_trains_and_tunes_on_one_set_of_worker_jobs(
     job = _sbatch(
         "slurm/train.sh", f"output.dir={tmp_path}", f"data.root={root}", "cluster.jobs=2",
         f"cluster.job_name={names('worker')}", "split.test_fraction=0.5", "search.cv_folds=2",
-        "search.grid.n_estimators=[20]", "model.params.n_estimators=20",
+        "search.n_estimators=20", "model.params.n_estimators=20",
         driver=names("driver"), log=tmp_path / "driver.out",
     )  # fmt: skip
     _wait(job)
