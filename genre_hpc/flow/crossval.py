@@ -25,13 +25,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedKFold
 from sklearn.model_selection._split import _BaseKFold
 from xgboost import XGBClassifier
 
 from genre_hpc.flow.dataset import FeatureStore
 from genre_hpc.flow.sampling import cap_segments, stratified_tracks
-from genre_hpc.flow.split import Split
+from genre_hpc.flow.split import Split, segment_folds
 
 KEYS = ["track_id", "segment", "label"]
 
@@ -82,16 +81,6 @@ def search_arrays(
     else:
         fold = segment_folds(y, n_splits=n_splits, seed=seed)
     return x, y, fold
-
-
-def segment_folds(y: np.ndarray, *, n_splits: int, seed: int) -> np.ndarray:
-    """The leaky random_segments protocol's folds: a StratifiedKFold of the segments, as
-    split.row_folds draws them (class codes stratify as their sorted labels do)."""
-    fold = np.empty(len(y), dtype=np.int64)
-    splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    for k, (_, test) in enumerate(splitter.split(np.zeros(len(y)), y)):
-        fold[test] = k
-    return fold
 
 
 class FoldColumn(_BaseKFold):

@@ -351,10 +351,7 @@ def row_folds(rows: pd.DataFrame, tracks: pd.DataFrame, split: Split, *, n_split
     for the leaky random_segments split, segments, so the leak shows in cross-validation too.
     """
     if split.leaky:
-        fold = np.empty(len(rows), dtype=int)
-        splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-        for k, (_, test) in enumerate(splitter.split(np.zeros(len(rows)), rows.label.to_numpy())):
-            fold[test] = k
+        fold = segment_folds(rows.label.to_numpy(), n_splits=n_splits, seed=seed)
         return fold, f"{n_splits}-fold cross-validation of random segments ({LEAK_WARNING})"
     by_track, note = track_folds(tracks, n_splits=n_splits, seed=seed, key=key)
     description = (
@@ -365,6 +362,16 @@ def row_folds(rows: pd.DataFrame, tracks: pd.DataFrame, split: Split, *, n_split
         + (f"; {note}" if note else "")
     )
     return rows.track_id.map(by_track).to_numpy(), description
+
+
+def segment_folds(labels: np.ndarray, *, n_splits: int, seed: int) -> np.ndarray:
+    """The leaky random_segments protocol's folds: a StratifiedKFold of the segments by `labels`
+    (genre names, or their codes in sorted order: both stratify alike)."""
+    fold = np.empty(len(labels), dtype=np.int64)
+    splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    for k, (_, test) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
+        fold[test] = k
+    return fold
 
 
 def _group_folds(
