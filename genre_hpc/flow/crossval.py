@@ -114,6 +114,12 @@ FIT_FACTOR = 3.5
 WORKER_BASE_BYTES = 400 * 2**20
 # Dask pauses a worker at 80 % of its memory limit (distributed.worker.memory.pause).
 USABLE_SHARE = 0.8
+# What xgboost.dask needs to train on a worker's share of the rows (issue 17's bound): 1 GB plus
+# 2.5x the share as float32. Folds side by side hold every row on every worker, so they are chosen
+# only when they need no more than that: on many workers (small shares) or many rows, the dask
+# engine, fold after fold over the whole cluster, is also the faster one.
+SHARE_BASE_BYTES = 10**9
+SHARE_FACTOR = 2.5
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,7 @@ class Fit:
     fold_train_rows: int
     features: int
     threads: int
+    share_bytes: int | None = None  # the share bound, when the number of workers is known
 
     def reason(self) -> str:
         gib = 2**30
@@ -136,25 +143,60 @@ class Fit:
             f"({FIT_FACTOR} x rows x features x 4 B) + {WORKER_BASE_BYTES / gib:.2f} GiB = "
             f"{self.need_bytes / gib:.2f} GiB per worker"
         )
-        if self.limit_bytes is None:
+        bounds = []
+        if self.limit_bytes is not None:
+            usable, limit = USABLE_SHARE * self.limit_bytes / gib, self.limit_bytes / gib
+            text = f"{usable:.2f} GiB ({USABLE_SHARE:.0%} of a worker's {limit:.2f} GiB limit)"
+            bounds.append((usable, text))
+        if self.share_bytes is not None:
+            bounds.append(
+                (self.share_bytes / gib,
+                 f"{self.share_bytes / gib:.2f} GiB (what xgboost.dask would need for a worker's share: "
+                 f"1 GB + {SHARE_FACTOR} x its rows x features x 4 B)")
+            )  # fmt: skip
+        if not bounds:
             return f"{need}; the workers have no memory limit"
-        usable = USABLE_SHARE * self.limit_bytes / gib
-        sign = "<=" if self.fits else ">"
-        limit = self.limit_bytes / gib
-        return f"{need} {sign} {usable:.2f} GiB ({USABLE_SHARE:.0%} of a worker's {limit:.2f} GiB limit)"
+        # the bound that decides: the first one exceeded, else the tightest
+        exceeded = [text for size, text in bounds if self.need_bytes > size * gib]
+        sign, text = (">", exceeded[0]) if exceeded else ("<=", min(bounds)[1])
+        return f"{need} {sign} {text}"
 
 
 def fits_worker(
-    *, rows: int, fold_train_rows: int, features: int, threads: int, limit_bytes: int | None
+    *,
+    rows: int,
+    fold_train_rows: int,
+    features: int,
+    threads: int,
+    limit_bytes: int | None,
+    workers: int | None = None,
 ) -> Fit:
     """The rule of evaluate.engine=auto: every worker holds all `rows` and fits `threads` folds of
     `fold_train_rows` at once; that must stay under the share of its memory limit where Dask
-    pauses it. No limit (None or 0) always fits."""
+    pauses it (no limit, None or 0, is no bound), and, given the number of `workers`, under what
+    xgboost.dask would need to train on a worker's share of the rows (SHARE_BASE_BYTES +
+    SHARE_FACTOR x the share)."""
     unit = features * 4
     need = int(HELD_FACTOR * rows * unit + FIT_FACTOR * threads * fold_train_rows * unit + WORKER_BASE_BYTES)
     limit = limit_bytes or None
-    fits = limit is None or need <= USABLE_SHARE * limit
-    return Fit(fits, need, limit, rows, fold_train_rows, features, threads)
+    share = None if not workers else int(SHARE_BASE_BYTES + SHARE_FACTOR * rows / workers * unit)
+    fits = (limit is None or need <= USABLE_SHARE * limit) and (share is None or need <= share)
+    return Fit(fits, need, limit, rows, fold_train_rows, features, threads, share)
+
+
+def fold_count(folds: int | str, *, rows: int, large_folds: int, large_from_rows: int) -> tuple[int, str]:
+    """evaluate.folds, or for `auto` 10 folds (the GTZAN literature's protocol) below
+    `large_from_rows` segment rows and `large_folds` from there on, and why. At that size each
+    fold costs about a whole train on a fixed cluster, while the interval over folds is already
+    narrow (10^5 tracks tested once each): fewer folds buy the time back, not the honesty."""
+    if folds != "auto":
+        return int(folds), f"evaluate.folds={folds}"
+    if rows < large_from_rows:
+        return 10, f"auto: 10 folds, {rows:,} rows < evaluate.large_from_rows={large_from_rows:,}"
+    return large_folds, (
+        f"auto: evaluate.large_folds={large_folds} folds, {rows:,} rows >= evaluate.large_from_rows="
+        f"{large_from_rows:,} (each fold costs about a train at this size)"
+    )
 
 
 @dataclass(frozen=True)

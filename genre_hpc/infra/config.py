@@ -245,9 +245,13 @@ def _check_compare(cfg: DictConfig) -> None:
 
 def _check_evaluate(cfg: DictConfig) -> None:
     if cfg.stage == "evaluate" or (cfg.stage == "run" and "evaluate" in cfg.stages):
-        _positive_int(cfg, "evaluate.folds")
-        if cfg.evaluate.folds < 2:
-            raise ConfigError("evaluate.folds", "needs at least 2 folds", "e.g. evaluate.folds=10")
+        for key in ("evaluate.folds", "evaluate.large_folds"):
+            if key == "evaluate.folds" and _get(cfg, key) == "auto":
+                continue
+            _positive_int(cfg, key)
+            if _get(cfg, key) < 2:
+                raise ConfigError(key, "needs at least 2 folds", f"e.g. {key}=10, or evaluate.folds=auto")
+        _positive_int(cfg, "evaluate.large_from_rows")
         if _get(cfg, "evaluate.engine") not in ("auto", "tasks", "dask"):
             raise ConfigError("evaluate.engine", f"{cfg.evaluate.engine!r} is not auto, tasks or dask")
         _check_bytes(cfg, "evaluate.worker_memory")

@@ -1,10 +1,12 @@
 """The evaluate stage: K-fold cross-validation of the configured model over whole tracks.
 
 Every track is tested exactly once, by a model that never saw it (nor a copy of its audio, nor
-a track of its `split.group_by` value). `evaluate.engine=auto` (default) chooses by size
-(flow/crossval.py's fits_worker, logged with its figures): folds side by side, one single-threaded
-fit per fold as a Dask task on a worker that read all rows itself (`tasks`), when a worker can
-hold them; otherwise one xgboost.dask fit over the whole cluster per fold, one fold after another
+a track of its `split.group_by` value). `evaluate.folds=auto` (default) draws 10 folds, or
+`evaluate.large_folds` from `evaluate.large_from_rows` rows on, where each fold costs about a train.
+`evaluate.engine=auto` (default) chooses by size (flow/crossval.py's fits_worker, logged with its
+figures): folds side by side, one single-threaded fit per fold as a Dask task on a worker that read
+all rows itself (`tasks`), when a worker can hold them within what xgboost.dask would need for its
+share; otherwise one xgboost.dask fit over the whole cluster per fold, one fold after another
 (`dask`). The driver draws folds per track and never holds the rows. Each fold stops early on a
 validation slice of its training tracks, which it never trains on; folds.csv records the rounds.
 """
@@ -35,11 +37,17 @@ log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
-    """Cross-validate `model.params` over `evaluate.folds` folds; write OUT/evaluate/."""
+    """Cross-validate `model.params` over `evaluate.folds` folds (auto: by size,
+    crossval.fold_count); write OUT/evaluate/."""
     timer = manifest.StageTimer(out, cfg)
     files = out.evaluation
     data = TrainingData(out, cfg.split)
-    k = int(cfg.evaluate.folds)
+    parts = data.store.parts()
+    rows = sum(n for _, n in parts)  # from the parts' metadata: the driver reads no row
+    k, folds_reason = crossval.fold_count(
+        cfg.evaluate.folds, rows=rows, large_folds=int(cfg.evaluate.large_folds),
+        large_from_rows=int(cfg.evaluate.large_from_rows),
+    )  # fmt: skip
     seed = int(cfg.split.seed)
     tracks = data.tracks
     # the folds of whole tracks (and their groups), drawn on the one-row-per-track table; the leaky
@@ -47,12 +55,11 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
     by_track, protocol = row_folds(tracks, tracks, data.split, n_splits=k, seed=seed, key="evaluate.folds")
     fold_of_track = None if data.split.leaky else pd.Series(by_track, index=tracks.track_id.to_numpy())
     params = OmegaConf.to_container(cfg.model.params, resolve=True)
-    parts = data.store.parts()
-    rows = sum(n for _, n in parts)  # from the parts' metadata: the driver reads no row
     engine, why = _engine(cfg, client, data, rows=rows, k=k)
     log.info(
-        "evaluate: %s; %d segments of %d tracks; engine=%s: %s", protocol, rows, len(tracks), engine, why
-    )
+        "evaluate: %s; %d segments of %d tracks; %d folds (%s); engine=%s: %s",
+        protocol, rows, len(tracks), k, folds_reason, engine, why,
+    )  # fmt: skip
     if engine == "tasks":
         per_fold, tested = _folds_as_tasks(client, cfg, data, parts, fold_of_track, k, params=params)
     else:
@@ -77,6 +84,7 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
         "split": {"name": data.split.name, "label": data.split.label(), "leaky": data.split.leaky},
         "leaky": data.split.leaky,
         "folds": k,
+        "folds_reason": folds_reason,
         "engine": engine,
         "engine_reason": why,
         "model": {"name": "xgboost", "params": params},
@@ -129,6 +137,7 @@ def _engine(cfg: DictConfig, client: Client, data: TrainingData, *, rows: int, k
     fit = crossval.fits_worker(
         rows=rows, fold_train_rows=fold_train_rows, features=len(data.names),
         threads=max((int(w.get("nthreads") or 1) for w in workers), default=1), limit_bytes=limit,
+        workers=len(workers),
     )  # fmt: skip
     asked = cfg.evaluate.engine
     if asked != "auto":

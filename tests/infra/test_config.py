@@ -109,6 +109,9 @@ def test_every_split_gives_tune_and_compare_a_seed(split, tmp_path):
     "stage, override, key",
     [
         ("evaluate", "evaluate.folds=1", "evaluate.folds"),
+        ("evaluate", "evaluate.folds=many", "evaluate.folds"),
+        ("evaluate", "evaluate.large_folds=1", "evaluate.large_folds"),
+        ("evaluate", "evaluate.large_from_rows=0", "evaluate.large_from_rows"),
         ("evaluate", "evaluate.engine=threads", "evaluate.engine"),
         ("evaluate", "evaluate.worker_memory=lots", "evaluate.worker_memory"),
         ("evaluate", "evaluate.worker_memory=0", "evaluate.worker_memory"),
@@ -126,5 +129,5 @@ def test_wrong_fold_settings_name_their_key(stage, override, key, tmp_path):
 def test_evaluate_chooses_its_engine_by_default_and_takes_a_memory_size(tmp_path):
     cfg = make_config("evaluate", [f"output.dir={tmp_path}", "evaluate.worker_memory=512MiB"])
     config.check(cfg)
-    assert cfg.evaluate.engine == "auto"
+    assert cfg.evaluate.engine == "auto" and cfg.evaluate.folds == "auto"
     assert cfg.search.sample_tracks >= 1 and "n_estimators" not in cfg.search.grid

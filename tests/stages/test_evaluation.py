@@ -296,6 +296,39 @@ def test_the_memory_rule_weighs_the_rows_held_and_the_folds_fitted_at_once():
                                 limit_bytes=0).fits  # fmt: skip
 
 
+def test_folds_side_by_side_need_no_more_than_xgboost_dask_would_for_a_workers_share():
+    # 10^5 rows on 2 workers: 0.65 GiB needed <= 1 GB + 2.5 x 34.8 MB, and far under the limit
+    small = crossval.fits_worker(rows=10**5, fold_train_rows=9 * 10**4, features=174, threads=1,
+                                 limit_bytes=12 * 2**30, workers=2)  # fmt: skip
+    assert small.fits and small.share_bytes == int(10**9 + 2.5 * 10**5 / 2 * 174 * 4)
+    assert " <= " in small.reason()
+    # 10^6 rows on 2 workers fit a 12 GiB worker (3.2 GiB), but every worker would hold all rows:
+    # more than the 1.87 GB xgboost.dask needs for a share, so not side by side
+    large = crossval.fits_worker(rows=10**6, fold_train_rows=9 * 10**5, features=174, threads=1,
+                                 limit_bytes=12 * 2**30, workers=2)  # fmt: skip
+    assert not large.fits and large.need_bytes < 0.8 * 12 * 2**30
+    assert " > 1.74 GiB (what xgboost.dask would need for a worker's share" in large.reason()
+    # 3x10^5 rows (1.33 GB needed) are over the share bound on 2 workers (1.26 GB); on one worker
+    # its share is all of them (1.52 GB), and the folds fit side by side
+    for workers, fits in ((2, False), (1, True)):
+        assert crossval.fits_worker(rows=3 * 10**5, fold_train_rows=27 * 10**4, features=174, threads=1,
+                                    limit_bytes=12 * 2**30, workers=workers).fits is fits  # fmt: skip
+    # the memory limit still decides when it is the tighter bound
+    tight = crossval.fits_worker(rows=10**5, fold_train_rows=9 * 10**4, features=174, threads=1,
+                                 limit_bytes=2**29, workers=2)  # fmt: skip
+    assert not tight.fits and "of a worker's 0.50 GiB limit" in tight.reason()
+
+
+def test_auto_folds_are_ten_until_the_rows_make_each_fold_cost_a_train():
+    assert crossval.fold_count("auto", rows=10**5, large_folds=4, large_from_rows=500_000)[0] == 10
+    k, why = crossval.fold_count("auto", rows=10**6, large_folds=4, large_from_rows=500_000)
+    assert k == 4 and "evaluate.large_folds=4" in why and "1,000,000 rows" in why
+    assert crossval.fold_count("auto", rows=500_000, large_folds=5, large_from_rows=500_000)[0] == 5
+    # a number is taken as asked, at any size
+    asked = crossval.fold_count(10, rows=10**7, large_folds=4, large_from_rows=500_000)
+    assert asked == (10, "evaluate.folds=10")
+
+
 def _held(tracks: pd.DataFrame, fold_of_track: pd.Series, segments: int) -> crossval.Held:
     """Rows of `tracks` as a worker holds them: `segments` per track, a learnable first feature."""
     rng = np.random.default_rng(3)
