@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -250,14 +250,19 @@ class FeatureStore:
         found = sorted(self.path.rglob("*.parquet")) if self.path.exists() else []
         return [(p.relative_to(self.path).as_posix(), pq.read_metadata(p).num_rows) for p in found]
 
-    def read_parts(self, parts: list[str]) -> pd.DataFrame:
+    def read_parts(
+        self, parts: list[str], each: Callable[[pd.DataFrame], pd.DataFrame] | None = None
+    ) -> pd.DataFrame:
         """The rows of `parts` (paths from `parts()`), in that order, with `label` from each part's
-        genre folder, as `load` gives them."""
+        genre folder, as `load` gives them; `each` (e.g. a side's filter) is applied to every part
+        as it is read, so that only the rows it keeps are ever held all together (a worker's share
+        of 10^7 rows read whole, then filtered, peaked at 3x the rows it kept)."""
         frames = []
         for part in parts:
             folder = Path(part).parent.name
             label = unquote(folder.split("=", 1)[1])
-            frames.append(pq.read_table(self.path / part).to_pandas().assign(**{PARTITION_COLUMN: label}))
+            rows = pq.read_table(self.path / part).to_pandas().assign(**{PARTITION_COLUMN: label})
+            frames.append(rows if each is None else each(rows))
         return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
     def audio_seconds(self, tracks: Iterable[str]) -> float:

@@ -396,11 +396,15 @@ class CappedReader:
     cap: int | None = None
 
     def __call__(self, parts: list[str]) -> pd.DataFrame:
-        rows = self.read(parts)
-        before = len(rows)
-        # a track's segments are all in one part (one batch of one genre), so in one share
-        rows = cap_segments(rows, self.cap).reset_index(drop=True)
-        rows.attrs["rows_before_cap"] = before
+        seen = [0]
+
+        def capped(rows: pd.DataFrame) -> pd.DataFrame:
+            seen[0] += len(rows)
+            return cap_segments(rows, self.cap)
+
+        # a track's segments are all in one part (one batch of one genre): capped part by part
+        rows = self.read(parts, then=None if self.cap is None else capped)
+        rows.attrs["rows_before_cap"] = seen[0] if self.cap is not None else len(rows)
         return rows
 
 

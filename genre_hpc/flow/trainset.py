@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import dask.dataframe as dd
@@ -120,12 +122,21 @@ class SideReader:
     which: str
     kept: frozenset[str] | None = None
 
-    def __call__(self, parts: list[str]) -> pd.DataFrame:
-        rows = self.store.read_parts(parts)
+    def __call__(
+        self, parts: list[str], then: Callable[[pd.DataFrame], pd.DataFrame] | None = None
+    ) -> pd.DataFrame:
+        """The side's rows of `parts`, filtered part by part as they are read (`then`: more to do
+        to each part's kept rows, e.g. a cap on segments per track)."""
+        return self.store.read_parts(parts, each=partial(self.keep, then=then)).reset_index(drop=True)
+
+    def keep(
+        self, rows: pd.DataFrame, then: Callable[[pd.DataFrame], pd.DataFrame] | None = None
+    ) -> pd.DataFrame:
+        """The side's rows of `rows`."""
         mask = self.split.mask(rows, self.which)
         if self.kept is not None:
             mask &= rows.track_id.isin(self.kept).to_numpy()
-        return rows[mask].reset_index(drop=True)
+        return rows[mask] if then is None else then(rows[mask])
 
 
 def track_table(

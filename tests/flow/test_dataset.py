@@ -174,3 +174,22 @@ def test_chunks_count_as_written_only_whole_and_a_batch_compacts_them_once(tmp_p
         assert [p.name[:7] for p in store.out.hash_parts.glob("*.parquet")] == ["merged-"]
         pd.testing.assert_frame_equal(_sorted(store.load().compute()), before)
     assert len(store.content_hashes()) == 4
+
+
+def test_a_filter_given_to_read_parts_sees_each_part_alone_and_keeps_what_a_whole_read_would(
+    one_part_per_track,
+):
+    store = one_part_per_track
+    parts = [p for p, _ in store.parts()]
+    seen = []
+
+    def jazz_and_rock(rows):
+        seen.append(len(rows))  # each call gets one part's rows, never the parts together
+        return rows[rows.label.isin(["jazz", "rock"]).to_numpy()]
+
+    kept = store.read_parts(parts, each=jazz_and_rock)
+    whole = store.read_parts(parts)
+    assert seen == [n for _, n in store.parts()]
+    expected = whole[whole.label.isin(["jazz", "rock"])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept.reset_index(drop=True), expected)
+    assert 0 < len(kept) < len(whole)
