@@ -96,3 +96,20 @@ def test_scale_array_is_scale_bit_for_bit_across_its_blocks():
     blocked = scaler.scale_array(rows)
     assert blocked.dtype == np.float32 and blocked.flags.c_contiguous
     assert np.array_equal(blocked, scaler.scale(rows).to_numpy())
+
+
+def test_a_shares_moments_are_taken_a_block_at_a_time_and_combine_to_the_whole_ones():
+    rng = np.random.default_rng(1)
+    names = [f"f{i}" for i in range(4)]
+    n = 2 * model.SCALE_BLOCK_ROWS + 17  # three blocks, the last one short
+    rows = pd.DataFrame((rng.standard_normal((n, 4)) * 5 + 100).astype(np.float32), columns=names)
+    rows.insert(0, "track_id", "t")
+    count, mean, m2 = model._moments(names, rows)
+    whole = rows[names].to_numpy(np.float64)
+    assert count == n
+    np.testing.assert_allclose(mean, whole.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(m2, ((whole - whole.mean(axis=0)) ** 2).sum(axis=0), rtol=1e-9)
+    # two shares' moments combine to the standardisation of all their rows
+    halves = [model._moments(names, rows.iloc[:1000]), model._moments(names, rows.iloc[1000:])]
+    combined = model.Standardizer.combine(halves, names)
+    np.testing.assert_allclose(combined.std.to_numpy(), whole.std(axis=0, ddof=1), rtol=1e-9)
