@@ -10,8 +10,14 @@ applied, next to its numbers):
   size, a subsample for xgboost's forest);
 - xgboost: at most `boost_rows` rows per round (a subsample), and rounds as needed: early stopping
   on a slice of the training tracks (whole groups) that the model never trains on;
-- mlp: early stopping on a tenth of its rows, and at most `mlp_row_passes` rows seen in all (epochs
-  x rows).
+- mlp: early stopping on the same validation tracks as xgboost (whole groups, never trained on),
+  and at most `mlp_row_passes` rows seen in all (epochs x rows).
+
+Memory: a worker holds each side's rows once (`read_side`, part by part into one array, the
+validation tracks' rows last so that a fit that stops early takes its two sets of rows as views),
+and no fit copies them whole: the standardisation is fitted and applied a block at a time
+(`ArrayScaler`), the MLP trains on shuffled blocks scaled as they are used (`_fit_mlp`), the random
+forest has 100 trees. At 10^6 rows each of these copies had put a worker over 1 GB + 2.5x its share.
 
 The rows are held by the workers (stages/compare.py reads them there); a fit gets them as `Rows`.
 """
@@ -34,10 +40,10 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.neural_network import MLPClassifier
-from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from xgboost import XGBClassifier, XGBRFClassifier
 
+from genre_hpc.flow.model import SCALE_BLOCK_ROWS, Standardizer, array_moments
 from genre_hpc.flow.sampling import cap_segments
 
 MODELS = ("knn", "random_forest", "svm", "mlp", "xgboost", "xgboost_rf")
@@ -45,6 +51,8 @@ MODELS = ("knn", "random_forest", "svm", "mlp", "xgboost", "xgboost_rf")
 QUADRATIC = ("knn", "svm")
 # the models of trees: unchanged by standardisation
 TREES = ("random_forest", "xgboost", "xgboost_rf")
+# the models that stop early on validation tracks (Limits.early_stopping_rounds set)
+STOPS_EARLY = ("xgboost", "mlp")
 
 
 @dataclass(frozen=True)
@@ -67,12 +75,23 @@ class Rows:
     y: np.ndarray
     track_id: np.ndarray
     label: np.ndarray
+    # the tracks whose rows come last (read_side's `last`), from row `last_from` on
+    last: frozenset[str] | None = None
+    last_from: int | None = None
 
     def __len__(self) -> int:
         return len(self.y)
 
-    def take(self, keep: np.ndarray) -> Rows:
+    def take(self, keep: np.ndarray | slice) -> Rows:
         return Rows(self.x[keep], self.y[keep], self.track_id[keep], self.label[keep])
+
+    def split_off(self, tracks: frozenset[str]) -> tuple[Rows, Rows]:
+        """(the rows of `tracks`, the others): views when they are the tracks read last, copies
+        otherwise."""
+        if self.last is not None and self.last_from is not None and tracks == self.last:
+            return self.take(slice(self.last_from, None)), self.take(slice(0, self.last_from))
+        inside = self.of_tracks(tracks)
+        return self.take(inside), self.take(~inside)
 
     def of_tracks(self, tracks: frozenset[str]) -> np.ndarray:
         """Boolean mask of the rows of `tracks`."""
@@ -119,16 +138,15 @@ def fit_model(
     if sample is not None:
         train = train.take(train.of_tracks(sample))
     watched = None
-    if name == "xgboost" and validation is not None and limits.early_stopping_rounds:
-        held = train.of_tracks(validation)
-        if held.any() and (~held).any():
-            watched, train = train.take(held), train.take(~held)
+    if name in STOPS_EARLY and validation is not None and limits.early_stopping_rounds:
+        inside, outside = train.split_off(validation)
+        if len(inside) and len(outside):
+            watched, train = inside, outside
     # XGBoost wants the classes it sees numbered 0..n-1: a class absent from the training side
     # (a genre only the test side has) leaves a gap, so number the present ones afresh
     present, y_local = np.unique(train.y, return_inverse=True)
     # trees split on the order of values, which standardising keeps: they skip its copy of the rows
-    scaler = None if name in TREES else StandardScaler().fit(train.x)
-    x_train = _scaled(scaler, train.x)
+    scaler = None if name in TREES else ArrayScaler.fit(train.x)
     estimator, bound, fit_params = build(name, seed=seed, n_rows=len(train), limits=limits)
     tracks = len(set(train.track_id))
     if name in QUADRATIC:
@@ -139,29 +157,37 @@ def fit_model(
         )
     if name == "svm":
         estimator = _calibrated_svm(estimator, train, y_local)
+    y_watched = None
     if watched is not None:
         codes = {c: i for i, c in enumerate(present)}
         known = np.isin(watched.y, present)
         y_watched = np.array([codes[c] for c in watched.y[known]], dtype=np.int32)
-        fit_params["eval_set"] = [(_scaled(scaler, watched.x[known]), y_watched)]
-        fit_params["verbose"] = False
+        watched = watched.take(known) if not known.all() else watched
+        patience = limits.early_stopping_rounds if name == "xgboost" else MLP_PATIENCE
+        unit = "rounds" if name == "xgboost" else "epochs"
         bound += (
-            f"; early stopping after {limits.early_stopping_rounds} rounds without gain on "
+            f"; early stopping after {patience} {unit} without gain on "
             f"{len(set(watched.track_id)):,} validation tracks"
         )
+    if name == "xgboost" and watched is not None:
+        fit_params["eval_set"] = [(watched.x, y_watched)]
+        fit_params["verbose"] = False
     started, cpu = time.perf_counter(), time.thread_time()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        estimator.fit(x_train, y_local, **fit_params)
+    if name == "mlp":
+        watching = None if watched is None else (watched.x, y_watched)
+        epochs, stopped = _fit_mlp(estimator, scaler, train.x, y_local, watching, seed=seed)
+        bound += f"; {epochs} epochs" + ("" if stopped else ", its epoch bound")
+    else:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            estimator.fit(_scaled(scaler, train.x), y_local, **fit_params)
+        for w in caught:  # anything but convergence is still said
+            if not issubclass(w.category, ConvergenceWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     fit_seconds = time.perf_counter() - started
     # the fit's own CPU seconds (one thread: Dask's workers run BLAS and OpenMP single-threaded):
     # what the fit costs, whatever else shares the machine
     fit_cpu_seconds = time.thread_time() - cpu
-    if any(issubclass(w.category, ConvergenceWarning) for w in caught):
-        bound += "; stopped at its epoch bound before converging"
-    for w in caught:  # anything else is still said
-        if not issubclass(w.category, ConvergenceWarning):
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     rounds = None
     if name == "xgboost":
         best = getattr(estimator, "best_iteration", None) if watched is not None else None
@@ -187,8 +213,76 @@ def fit_model(
     )
 
 
-def _scaled(scaler: StandardScaler | None, x: np.ndarray) -> np.ndarray:
+def _scaled(scaler: ArrayScaler | None, x: np.ndarray) -> np.ndarray:
     return x if scaler is None else scaler.transform(x)
+
+
+@dataclass(frozen=True)
+class ArrayScaler:
+    """(x - mean) / std per column of float32 rows, fitted and applied a block of rows at a time
+    in float64, combined as the training stage combines its shares (model.Standardizer.combine).
+    StandardScaler.fit subtracted the mean from all rows at once, a float64 copy twice the rows'
+    size (1.1 GB at 8x10^5 rows)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> ArrayScaler:
+        combined = Standardizer.combine([array_moments(x)], [str(i) for i in range(x.shape[1])])
+        return cls(combined.mean.to_numpy(), combined.std.to_numpy())
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        out = np.empty(x.shape, dtype=np.float32)
+        for start in range(0, len(x), SCALE_BLOCK_ROWS):
+            stop = start + SCALE_BLOCK_ROWS
+            out[start:stop] = (x[start:stop].astype(np.float64) - self.mean) / self.std
+        return out
+
+
+# the MLP's early stopping: scikit-learn's defaults for MLPClassifier(early_stopping=True)
+MLP_PATIENCE = 10
+MLP_TOL = 1e-4
+MLP_BLOCK_ROWS = 65_536  # rows scaled at once for partial_fit: 45 MB of float32 at 174 features
+
+
+def _fit_mlp(
+    mlp: MLPClassifier,
+    scaler: ArrayScaler,
+    x: np.ndarray,
+    y: np.ndarray,
+    watched: tuple[np.ndarray, np.ndarray] | None,
+    *,
+    seed: int,
+) -> tuple[int, bool]:
+    """Train `mlp` for at most mlp.max_iter epochs, each over all rows in a fresh random order, a
+    block at a time (scaled as it is used, `partial_fit`); after each epoch score the `watched`
+    rows (the validation tracks'), and stop once that accuracy has not improved by MLP_TOL for
+    MLP_PATIENCE epochs, keeping the best epoch's weights. MLPClassifier.fit(early_stopping=True)
+    held a scaled copy of all rows and copied them again for a validation split of random
+    segments (whose tracks it also trained on). Returns the epochs run and whether it stopped."""
+    classes = np.arange(int(y.max()) + 1)
+    rng = np.random.default_rng(seed)
+    best, best_score, stale = None, -np.inf, 0
+    for epoch in range(1, int(mlp.max_iter) + 1):
+        order = rng.permutation(len(y))
+        for start in range(0, len(y), MLP_BLOCK_ROWS):
+            rows = np.sort(order[start : start + MLP_BLOCK_ROWS])  # in order: a faster gather
+            mlp.partial_fit(scaler.transform(x[rows]), y[rows], classes=classes)
+        if watched is None:
+            continue
+        score = float((mlp.predict(scaler.transform(watched[0])) == watched[1]).mean())
+        if score > best_score + MLP_TOL:
+            best = ([c.copy() for c in mlp.coefs_], [b.copy() for b in mlp.intercepts_])
+            best_score, stale = score, 0
+        else:
+            stale += 1
+        if stale >= MLP_PATIENCE:
+            mlp.coefs_, mlp.intercepts_ = best
+            return epoch, True
+    if best is not None:
+        mlp.coefs_, mlp.intercepts_ = best
+    return int(mlp.max_iter), False
 
 
 def build(name: str, *, seed: int, n_rows: int, limits: Limits) -> tuple[BaseEstimator, str, dict[str, Any]]:
@@ -201,16 +295,15 @@ def build(name: str, *, seed: int, n_rows: int, limits: Limits) -> tuple[BaseEst
         return SVC(C=10.0), "", {}
     if name == "random_forest":
         per_tree = _rows_per_tree(n_rows, limits.forest_rows)
-        forest = RandomForestClassifier(n_estimators=300, max_samples=per_tree, n_jobs=1, random_state=seed)
-        return forest, _per_tree_text(per_tree, n_rows, "each tree on a bootstrap of"), {}
+        # 100 trees (scikit-learn's default): 300 fully grown trees of 16 classes held 1.5 GB
+        forest = RandomForestClassifier(n_estimators=100, max_samples=per_tree, n_jobs=1, random_state=seed)
+        return forest, _per_tree_text(per_tree, n_rows, "100 trees, each on a bootstrap of"), {}
     if name == "mlp":
         epochs = 400
         if limits.mlp_row_passes is not None:
             epochs = max(1, min(epochs, math.ceil(limits.mlp_row_passes / max(n_rows, 1))))
-        mlp = MLPClassifier(
-            hidden_layer_sizes=(256, 128), max_iter=epochs, early_stopping=True, random_state=seed
-        )
-        return mlp, f"early stopping on 10 % of its rows; at most {epochs} epochs", {}
+        mlp = MLPClassifier(hidden_layer_sizes=(256, 128), max_iter=epochs, random_state=seed)
+        return mlp, f"at most {epochs} epochs", {}
     if name == "xgboost":
         fraction = _fraction(n_rows, limits.boost_rows, 1.0)
         rounds = limits.early_stopping_rounds
@@ -301,10 +394,41 @@ def read_side(
     names: list[str],
     classes: list[str],
     cap: int | None = None,
+    last: frozenset[str] | None = None,
 ) -> Rows:
     """One side's rows of `parts`, read on the worker that runs this (`read`: TrainingData.reader),
-    at most `cap` segments of each track (sampling.cap_segments; None: all)."""
-    return as_rows(cap_segments(read(parts), cap), names=names, classes=classes)
+    at most `cap` segments of each track (sampling.cap_segments; None: all), the rows of the `last`
+    tracks after all the others (Rows.split_off then gives both as views).
+
+    Part by part: each part's rows become arrays as it is read, and the arrays are copied into
+    one, each let go of as soon as it is copied, so the worker holds about the side's rows once
+    (a whole frame, then its float32 copy, had held them twice)."""
+    first, then = [], []
+    for part in parts:
+        rows = as_rows(cap_segments(read([part]), cap), names=names, classes=classes)
+        at_end = rows.of_tracks(last) if last else np.zeros(len(rows), dtype=bool)
+        first.append(rows.take(~at_end) if at_end.any() else rows)
+        if at_end.any():
+            then.append(rows.take(at_end))
+    split_at = sum(len(r) for r in first)
+    joined = _join(first + then, features=len(names))
+    return Rows(joined.x, joined.y, joined.track_id, joined.label, last=last, last_from=split_at)
+
+
+def _join(pieces: list[Rows], *, features: int) -> Rows:
+    """The rows of `pieces` in order, in new arrays; empties `pieces` as it goes."""
+    total = sum(len(r) for r in pieces)
+    x = np.empty((total, features), dtype=np.float32)  # its pages are touched as they are filled
+    y = np.empty(total, dtype=np.int32)
+    track_id, label = np.empty(total, dtype=object), np.empty(total, dtype=object)
+    at = 0
+    while pieces:
+        rows = pieces.pop(0)
+        stop = at + len(rows)
+        x[at:stop], y[at:stop], track_id[at:stop], label[at:stop] = rows.x, rows.y, rows.track_id, rows.label
+        at = stop
+        del rows
+    return Rows(x, y, track_id, label)
 
 
 def read_folds(

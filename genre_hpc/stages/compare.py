@@ -25,7 +25,16 @@ from genre_hpc.core.atomic import write_csv, write_json
 from genre_hpc.core.layout import OutputLayout
 from genre_hpc.flow import plots, shares
 from genre_hpc.flow.dataset import FeatureStore
-from genre_hpc.flow.lineup import QUADRATIC, Fitted, Limits, fit_model, fit_model_fold, read_folds, read_side
+from genre_hpc.flow.lineup import (
+    QUADRATIC,
+    STOPS_EARLY,
+    Fitted,
+    Limits,
+    fit_model,
+    fit_model_fold,
+    read_folds,
+    read_side,
+)
 from genre_hpc.flow.metrics import SCORES, evaluate, fold_interval, interval_text
 from genre_hpc.flow.sampling import stratified_tracks
 from genre_hpc.flow.split import Split, row_folds, track_folds
@@ -108,8 +117,9 @@ class Plan:
         return stratified_tracks(tracks, count=count, seed=self.seed)
 
     def validation(self, name: str, tracks: pd.DataFrame) -> frozenset[str] | None:
-        """The training tracks xgboost's early stopping watches (never trained on), or None."""
-        if name != "xgboost" or not self.limits.early_stopping_rounds or not self.validation_fraction:
+        """The training tracks that xgboost's and the MLP's early stopping watch (never trained on),
+        or None; the same tracks for both."""
+        if name not in STOPS_EARLY or not self.limits.early_stopping_rounds or not self.validation_fraction:
             return None
         return stratified_tracks(tracks, fraction=self.validation_fraction, seed=self.seed, keep_one=True)
 
@@ -132,15 +142,17 @@ def _log_memory(client: Client, data: TrainingData, plan: Plan) -> None:
 def _one_split(client: Client, data: TrainingData, names: list[str], plan: Plan) -> list[dict[str, Any]]:
     parts = [p for p, _ in data.store.parts()]
     read = partial(read_side, parts=parts, names=data.names, classes=data.classes)
-    # every worker reads the train and the test side once; the driver never holds the rows
+    tracks = _train_tracks(data)
+    # every worker reads the train and the test side once; the driver never holds the rows. The
+    # validation tracks' rows come last, so a model that stops early watches them without a copy
+    last = next((plan.validation(name, tracks) for name in STOPS_EARLY if name in names), None)
     held = {
         w: (
-            _pinned(client, w, read, data.reader("train"), cap=plan.cap),
+            _pinned(client, w, read, data.reader("train"), cap=plan.cap, last=last),
             _pinned(client, w, read, data.reader("test")),
         )
         for w in plan.workers
     }
-    tracks = _train_tracks(data)
     common = {"n_classes": len(data.classes), "seed": plan.seed, "limits": plan.limits}
     jobs = {
         name: partial(

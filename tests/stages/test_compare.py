@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genre_hpc.flow import headline, report
+from genre_hpc.flow import headline, lineup, model, report
 from genre_hpc.flow.dataset import FeatureStore, batch_id
 from genre_hpc.flow.lineup import Limits, Rows, fit_model
 from genre_hpc.flow.params import FeatureParams
@@ -86,7 +86,9 @@ def test_a_capped_model_says_it_was_capped_with_its_tracks_in_table_and_summary(
     # xgboost trains on the training tracks less the slice its early stopping watches
     assert by_model.loc["xgboost"].trained_on_tracks < train_tracks
     assert by_model.loc["xgboost"].rounds >= 1 and "early stopping" in by_model.loc["xgboost"].bound
-    assert by_model.loc["mlp"].trained_on_tracks == train_tracks
+    # the MLP stops early on the same validation tracks, whole groups it never trains on
+    assert by_model.loc["mlp"].trained_on_tracks == by_model.loc["xgboost"].trained_on_tracks
+    assert "early stopping after 10 epochs without gain" in by_model.loc["mlp"].bound
     files = layout(_cfg(dataset)).comparison("grouped")
     saved = pd.read_csv(files.table).set_index("model")
     assert (
@@ -164,3 +166,56 @@ def test_folds_keep_the_caps(dataset, client):
     assert table.loc["svm"].sampled and not table.loc["xgboost"].sampled
     xgb = per_fold[per_fold.model == "xgboost"]
     assert (xgb.trained_on_rows == 2 * xgb.trained_on_tracks).all()
+
+
+def test_a_side_is_held_once_with_the_validation_tracks_last_so_a_fit_takes_both_as_views(dataset):
+    cfg = _cfg(dataset)
+    data = TrainingData(layout(cfg), cfg.split)
+    parts = [p for p, _ in data.store.parts()]
+    tracks = compare._train_tracks(data)
+    plan = compare.Plan(Limits(early_stopping_rounds=5), seed=0, cap=None, validation_fraction=0.2,
+                        workers=[], slots={})  # fmt: skip
+    validation = plan.validation("mlp", tracks)
+    assert validation == plan.validation("xgboost", tracks) and plan.validation("knn", tracks) is None
+    held = lineup.read_side(
+        data.reader("train"), parts, names=data.names, classes=data.classes, last=validation
+    )
+    whole = lineup.read_side(data.reader("train"), parts, names=data.names, classes=data.classes)
+    # the same rows, those of the validation tracks moved after all the others
+    inside = whole.of_tracks(validation)
+    np.testing.assert_array_equal(held.x, np.concatenate([whole.x[~inside], whole.x[inside]]))
+    assert list(held.track_id) == list(whole.track_id[~inside]) + list(whole.track_id[inside])
+    watched, trained = held.split_off(validation)
+    assert set(watched.track_id) == validation and not set(trained.track_id) & validation
+    assert np.shares_memory(watched.x, held.x) and np.shares_memory(trained.x, held.x)
+    # other tracks than those read last: the same split, as copies
+    other = frozenset(list(validation)[:2])
+    watched, trained = held.split_off(other)
+    assert set(watched.track_id) == other and not np.shares_memory(watched.x, held.x)
+    assert len(watched) + len(trained) == len(held)
+
+
+def test_the_block_scaler_standardises_as_the_training_stage_does(monkeypatch):
+    monkeypatch.setattr(model, "SCALE_BLOCK_ROWS", 7)  # many blocks, the last one short
+    monkeypatch.setattr(lineup, "SCALE_BLOCK_ROWS", 7)
+    x = (np.random.default_rng(0).standard_normal((100, 5)) * [1, 2, 3, 4, 0] + [0, 1, 2, 3, 4]).astype(
+        np.float32
+    )
+    scaler = lineup.ArrayScaler.fit(x)
+    std = x.astype(np.float64).std(axis=0, ddof=1)
+    std[std == 0] = 1.0  # a constant column is left centred, not divided by zero
+    np.testing.assert_allclose(scaler.transform(x), (x - x.astype(np.float64).mean(axis=0)) / std, atol=1e-5)
+    assert scaler.transform(x).dtype == np.float32
+
+
+def test_the_mlp_stops_on_its_validation_rows_and_keeps_its_best_epoch():
+    train, watched, test = _rows(60, seed=0), _rows(12, seed=1), _rows(12, seed=2)
+    mlp, _, _ = lineup.build("mlp", seed=0, n_rows=len(train), limits=Limits(mlp_row_passes=200 * len(train)))
+    scaler = lineup.ArrayScaler.fit(train.x)
+    epochs, stopped = lineup._fit_mlp(mlp, scaler, train.x, train.y, (watched.x, watched.y), seed=0)
+    # three separable classes: the watched accuracy stops improving long before 200 epochs
+    assert stopped and lineup.MLP_PATIENCE < epochs < 200
+    assert (mlp.predict(scaler.transform(test.x)) == test.y).mean() > 0.7  # chance: 0.33
+    # with nothing to watch it runs its epoch bound
+    mlp, _, _ = lineup.build("mlp", seed=0, n_rows=len(train), limits=Limits(mlp_row_passes=3 * len(train)))
+    assert lineup._fit_mlp(mlp, scaler, train.x, train.y, None, seed=0) == (3, False)
