@@ -86,12 +86,18 @@ def test_a_folder_without_a_model_names_the_key(tmp_path):
     assert caught.value.key == "model_dir"
 
 
-def test_scale_array_is_scale_bit_for_bit_across_its_blocks():
-    rng = np.random.default_rng(0)
-    names = [f"f{i}" for i in range(5)]
-    n = 2 * model.SCALE_BLOCK_ROWS + 17  # three blocks, the last one short
-    rows = pd.DataFrame((rng.standard_normal((n, 5)) * 7 + 3).astype(np.float32), columns=names)
+def _blocks_of_rows(seed: int, columns: int, *, scale: float, shift: float) -> tuple[list[str], pd.DataFrame]:
+    """Feature rows over three of model's scaling blocks, the last one short, and a track column."""
+    rng = np.random.default_rng(seed)
+    names = [f"f{i}" for i in range(columns)]
+    n = 2 * model.SCALE_BLOCK_ROWS + 17
+    rows = pd.DataFrame((rng.standard_normal((n, columns)) * scale + shift).astype(np.float32), columns=names)
     rows.insert(0, "track_id", "t")
+    return names, rows
+
+
+def test_scale_array_is_scale_bit_for_bit_across_its_blocks():
+    names, rows = _blocks_of_rows(0, 5, scale=7, shift=3)
     scaler = model.Standardizer(names, rows[names].mean().astype(float), rows[names].std().astype(float))
     blocked = scaler.scale_array(rows)
     assert blocked.dtype == np.float32 and blocked.flags.c_contiguous
@@ -99,14 +105,10 @@ def test_scale_array_is_scale_bit_for_bit_across_its_blocks():
 
 
 def test_a_shares_moments_are_taken_a_block_at_a_time_and_combine_to_the_whole_ones():
-    rng = np.random.default_rng(1)
-    names = [f"f{i}" for i in range(4)]
-    n = 2 * model.SCALE_BLOCK_ROWS + 17  # three blocks, the last one short
-    rows = pd.DataFrame((rng.standard_normal((n, 4)) * 5 + 100).astype(np.float32), columns=names)
-    rows.insert(0, "track_id", "t")
+    names, rows = _blocks_of_rows(1, 4, scale=5, shift=100)
     count, mean, m2 = model._moments(names, rows)
     whole = rows[names].to_numpy(np.float64)
-    assert count == n
+    assert count == len(rows)
     np.testing.assert_allclose(mean, whole.mean(axis=0), rtol=1e-12)
     np.testing.assert_allclose(m2, ((whole - whole.mean(axis=0)) ** 2).sum(axis=0), rtol=1e-9)
     # two shares' moments combine to the standardisation of all their rows

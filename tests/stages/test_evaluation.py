@@ -279,6 +279,7 @@ def test_evaluate_auto_runs_xgboost_dask_fold_after_fold_when_the_rows_do_not_fi
     assert " > 0.05 GiB (80% of a worker's 0.06 GiB limit)" in summary["engine_reason"]
     assert not [t for t in stream.data if str(t["key"]).startswith("evaluate-fold-")]
     assert summary["tested_tracks"] == 81 and summary["folds"] == 2
+    assert summary["folds_reason"] == "evaluate.folds=2"  # a number is taken as asked
 
 
 def test_the_memory_rule_weighs_the_rows_held_and_the_folds_fitted_at_once():
