@@ -30,7 +30,7 @@ FLOW_ORDER = (
     # dataset
     "dataset",
     # model
-    "split", "trainset", "sampling", "crossval", "metrics", "shares", "model", "lineup",
+    "split", "trainset", "sampling", "crossval", "metrics", "shares", "moments", "model", "lineup",
     # report
     "plots", "page", "headline", "report",
 )  # fmt: skip

@@ -43,7 +43,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.svm import SVC
 from xgboost import XGBClassifier, XGBRFClassifier
 
-from genre_hpc.flow.model import SCALE_BLOCK_ROWS, Standardizer, array_moments
+from genre_hpc.flow.moments import SCALE_BLOCK_ROWS, array_moments, sample_std
 from genre_hpc.flow.sampling import cap_segments
 
 MODELS = ("knn", "random_forest", "svm", "mlp", "xgboost", "xgboost_rf")
@@ -220,7 +220,7 @@ def _scaled(scaler: ArrayScaler | None, x: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class ArrayScaler:
     """(x - mean) / std per column of float32 rows, fitted and applied a block of rows at a time
-    in float64, combined as the training stage combines its shares (model.Standardizer.combine).
+    in float64 (flow/moments.py, as the training stage standardises its shares).
     StandardScaler.fit subtracted the mean from all rows at once, a float64 copy twice the rows'
     size (1.1 GB at 8x10^5 rows)."""
 
@@ -229,8 +229,8 @@ class ArrayScaler:
 
     @classmethod
     def fit(cls, x: np.ndarray) -> ArrayScaler:
-        combined = Standardizer.combine([array_moments(x)], [str(i) for i in range(x.shape[1])])
-        return cls(combined.mean.to_numpy(), combined.std.to_numpy())
+        n, mean, m2 = array_moments(x)
+        return cls(mean, sample_std(n, m2))
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         out = np.empty(x.shape, dtype=np.float32)

@@ -31,6 +31,7 @@ from genre_hpc.core.layout import ModelFiles
 from genre_hpc.core.versions import versions
 from genre_hpc.flow import shares
 from genre_hpc.flow.metrics import evaluate
+from genre_hpc.flow.moments import SCALE_BLOCK_ROWS, array_moments, combine_moments, sample_std
 from genre_hpc.flow.params import FeatureParams
 from genre_hpc.flow.sampling import cap_segments, stratified_tracks
 from genre_hpc.flow.schema import FEATURE_VERSION
@@ -38,42 +39,6 @@ from genre_hpc.flow.track import track_features
 from genre_hpc.flow.trainset import SideReader, TrainingData
 
 log = logging.getLogger(__name__)
-
-
-SCALE_BLOCK_ROWS = 32_768  # 45 MB of float64 at 174 features
-
-
-def combine_moments(
-    moments: list[tuple[int, np.ndarray, np.ndarray]], width: int
-) -> tuple[int, np.ndarray, np.ndarray]:
-    """(count, mean, squared deviations) of rows held in pieces, from each piece's, combined in
-    order (Chan et al.'s pairwise update): the same numbers every run."""
-    n, mean, m2 = 0, np.zeros(width), np.zeros(width)
-    for count, part_mean, part_m2 in moments:
-        if not count:
-            continue
-        delta = part_mean - mean
-        total = n + count
-        mean = mean + delta * count / total
-        m2 = m2 + part_m2 + delta**2 * n * count / total
-        n = total
-    return n, mean, m2
-
-
-def array_moments(values: np.ndarray | pd.DataFrame) -> tuple[int, np.ndarray, np.ndarray]:
-    """Count, mean and squared deviations of each column (float64), a block of rows at a time: the
-    whole of a worker's share in float64, twice over, was 4x its float32 size (13 GB for a share
-    of 5x10^6 rows)."""
-    blocks = []
-    for start in range(0, len(values), SCALE_BLOCK_ROWS):
-        stop = start + SCALE_BLOCK_ROWS
-        if isinstance(values, pd.DataFrame):
-            block = values.iloc[start:stop].to_numpy(dtype=np.float64)
-        else:
-            block = values[start:stop].astype(np.float64)
-        mean = block.mean(axis=0)
-        blocks.append((len(block), mean, ((block - mean) ** 2).sum(axis=0)))
-    return combine_moments(blocks, values.shape[1])
 
 
 @dataclass(frozen=True)
@@ -89,8 +54,7 @@ class Standardizer:
         """The standardisation of rows held in parts, from each part's (count, mean, squared
         deviations), combined in order (Chan et al.'s pairwise update): the same numbers every run."""
         n, mean, m2 = combine_moments(moments, len(names))
-        std = pd.Series(np.sqrt(m2 / max(n - 1, 1)), index=names)
-        return cls(names, pd.Series(mean, index=names), std.replace(0.0, 1.0))
+        return cls(names, pd.Series(mean, index=names), pd.Series(sample_std(n, m2), index=names))
 
     @classmethod
     def from_json(cls, info: dict[str, Any]) -> Standardizer:

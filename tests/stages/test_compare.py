@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genre_hpc.flow import headline, lineup, model, report
+from genre_hpc.flow import headline, lineup, moments, report
 from genre_hpc.flow.dataset import FeatureStore, batch_id
 from genre_hpc.flow.lineup import Limits, Rows, fit_model
 from genre_hpc.flow.params import FeatureParams
@@ -196,7 +196,7 @@ def test_a_side_is_held_once_with_the_validation_tracks_last_so_a_fit_takes_both
 
 
 def test_the_block_scaler_standardises_as_the_training_stage_does(monkeypatch):
-    monkeypatch.setattr(model, "SCALE_BLOCK_ROWS", 7)  # many blocks, the last one short
+    monkeypatch.setattr(moments, "SCALE_BLOCK_ROWS", 7)  # many blocks, the last one short
     monkeypatch.setattr(lineup, "SCALE_BLOCK_ROWS", 7)
     x = (np.random.default_rng(0).standard_normal((100, 5)) * [1, 2, 3, 4, 0] + [0, 1, 2, 3, 4]).astype(
         np.float32
