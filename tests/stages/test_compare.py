@@ -135,6 +135,14 @@ def _rows(n_tracks: int, seed: int) -> Rows:
     )
 
 
+def test_probabilities_predicted_a_block_at_a_time_are_those_of_all_rows_at_once(monkeypatch):
+    train, test = _rows(30, seed=0), _rows(9, seed=1)
+    whole = fit_model("svm", train, test, n_classes=4, seed=0, limits=Limits()).proba
+    monkeypatch.setattr(lineup, "PREDICT_BLOCK_ROWS", 5)  # 36 test rows: 8 blocks, the last short
+    blocked = fit_model("svm", train, test, n_classes=4, seed=0, limits=Limits()).proba
+    np.testing.assert_allclose(blocked, whole, rtol=1e-12)
+
+
 def test_svm_gives_probabilities_without_a_deprecation_warning():
     train, test = _rows(30, seed=0), _rows(9, seed=1)
     with warnings.catch_warnings():
@@ -219,3 +227,19 @@ def test_the_mlp_stops_on_its_validation_rows_and_keeps_its_best_epoch():
     # with nothing to watch it runs its epoch bound
     mlp, _, _ = lineup.build("mlp", seed=0, n_rows=len(train), limits=Limits(mlp_row_passes=3 * len(train)))
     assert lineup._fit_mlp(mlp, scaler, train.x, train.y, None, seed=0) == (3, False)
+
+
+def test_a_fit_runs_with_scikit_learns_working_memory_bounded(monkeypatch):
+    import sklearn
+    from sklearn.neighbors import KNeighborsClassifier
+
+    seen = []
+
+    class Recording(KNeighborsClassifier):
+        def predict_proba(self, X):
+            seen.append(sklearn.get_config()["working_memory"])  # what chunked distances may take
+            return super().predict_proba(X)
+
+    monkeypatch.setattr(lineup, "build", lambda name, **_: (Recording(n_neighbors=3), "", {}))
+    fit_model("knn", _rows(12, seed=0), _rows(3, seed=1), n_classes=3, seed=0, limits=Limits())
+    assert seen == [lineup.WORKING_MEMORY_MB] and sklearn.get_config()["working_memory"] == 1024
