@@ -119,6 +119,11 @@ class Fitted:
     rounds: int | None = None
 
 
+# xgboost's histogram bins, as model.params has them: its histogram cache holds 174 features x bins
+# x 16 B per node of the tree it grows, 364 MB at 256 bins for xgboost_rf's depth-8 trees; with the
+# rows held, compare's workers reached 2.3 GB at 10^6 rows
+MAX_BIN = 64
+
 # scikit-learn's chunked pairwise distances (k-NN's prediction) may take this many MiB at once; its
 # default, 1024, put a compare worker at 2.1 GB with 10^6 rows held
 WORKING_MEMORY_MB = 128
@@ -335,7 +340,7 @@ def build(name: str, *, seed: int, n_rows: int, limits: Limits) -> tuple[BaseEst
         rounds = limits.early_stopping_rounds
         boost = XGBClassifier(
             n_estimators=300, max_depth=6, subsample=fraction, n_jobs=1, random_state=seed,
-            early_stopping_rounds=rounds or None,
+            early_stopping_rounds=rounds or None, max_bin=MAX_BIN,
         )  # fmt: skip
         text = "all rows each round" if fraction == 1.0 else f"each round on a {fraction:.3g} subsample"
         return boost, text, {}
@@ -345,7 +350,7 @@ def build(name: str, *, seed: int, n_rows: int, limits: Limits) -> tuple[BaseEst
         # features x 256 bins per node, depth 8, one tree per class), so 300 trees took 28-82 s on
         # the demo's 800 rows, the longest fit of the lineup
         forest = XGBRFClassifier(
-            n_estimators=100, max_depth=8, subsample=fraction, n_jobs=1, random_state=seed
+            n_estimators=100, max_depth=8, subsample=fraction, n_jobs=1, random_state=seed, max_bin=MAX_BIN
         )
         return forest, f"100 trees, each on a {fraction:.3g} subsample", {}
     raise KeyError(name)

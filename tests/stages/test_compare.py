@@ -243,3 +243,9 @@ def test_a_fit_runs_with_scikit_learns_working_memory_bounded(monkeypatch):
     monkeypatch.setattr(lineup, "build", lambda name, **_: (Recording(n_neighbors=3), "", {}))
     fit_model("knn", _rows(12, seed=0), _rows(3, seed=1), n_classes=3, seed=0, limits=Limits())
     assert seen == [lineup.WORKING_MEMORY_MB] and sklearn.get_config()["working_memory"] == 1024
+
+
+def test_compares_boosted_models_bin_their_features_as_the_trained_model_does():
+    for name in ("xgboost", "xgboost_rf"):
+        estimator, _, _ = lineup.build(name, seed=0, n_rows=1000, limits=Limits())
+        assert estimator.get_params()["max_bin"] == lineup.MAX_BIN == make_config("train", []).model.params.max_bin
