@@ -246,6 +246,7 @@ def test_a_fit_runs_with_scikit_learns_working_memory_bounded(monkeypatch):
 
 
 def test_compares_boosted_models_bin_their_features_as_the_trained_model_does():
+    trained = make_config("train", []).model.params.max_bin
     for name in ("xgboost", "xgboost_rf"):
         estimator, _, _ = lineup.build(name, seed=0, n_rows=1000, limits=Limits())
-        assert estimator.get_params()["max_bin"] == lineup.MAX_BIN == make_config("train", []).model.params.max_bin
+        assert estimator.get_params()["max_bin"] == lineup.MAX_BIN == trained
