@@ -57,18 +57,27 @@ def evaluate(proba: np.ndarray, ids: pd.DataFrame, classes: list[str], *, seed: 
 
 
 def bootstrap_interval(correct: np.ndarray, *, seed: int = 0, resamples: int = RESAMPLES) -> dict[str, Any]:
-    """The 95 % percentile-bootstrap interval of an accuracy from its per-item outcomes."""
+    """The 95 % percentile-bootstrap interval of an accuracy from its per-item 0/1 outcomes.
+
+    A resample of n 0/1 outcomes drawn with replacement holds Binomial(n, k/n) successes (k of the
+    n are 1), so each resample's accuracy is drawn as that count: the same distribution as drawing
+    the items, in `resamples` numbers instead of `resamples` x n (the item draws took 3.2 GB for
+    the 10^5 tracks of fma_large, 16 bytes per track per resample), and the same interval for the
+    outcomes in any order."""
     correct = np.asarray(correct, dtype=float)
     if correct.size == 0:
         return {"low": float("nan"), "high": float("nan"), "level": LEVEL, "method": "no test items"}
+    if not np.isin(correct, (0.0, 1.0)).all():
+        raise ValueError("bootstrap_interval takes 0/1 outcomes (one per test item)")
+    n = correct.size
     rng = np.random.default_rng(seed)
-    means = correct[rng.integers(0, correct.size, size=(resamples, correct.size))].mean(axis=1)
+    means = rng.binomial(n, correct.sum() / n, size=resamples) / n
     low, high = np.quantile(means, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
     return {
         "low": float(low),
         "high": float(high),
         "level": LEVEL,
-        "method": f"percentile bootstrap over the {correct.size} test tracks ({resamples} resamples)",
+        "method": f"percentile bootstrap over the {n} test tracks ({resamples} resamples)",
     }
 
 

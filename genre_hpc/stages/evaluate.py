@@ -289,9 +289,9 @@ def _fold_row(fold: int, scores: dict[str, Any], fit_seconds: float) -> dict[str
 
 
 def pooled_outcomes(per_fold: list[dict[str, Any]]) -> np.ndarray:
-    """Every tested track's 0/1 outcome, fold after fold in fold order: folds finish in any order,
-    and the pooled bootstrap draws by position, so the order is fixed here for the same interval
-    on every run."""
+    """Every tested track's 0/1 outcome, fold after fold in fold order (folds finish in any order;
+    the pooled bootstrap counts outcomes, so its interval does not depend on it, but the array
+    is the same on every run)."""
     return np.concatenate([f["correct_tracks"] for f in sorted(per_fold, key=lambda f: f["fold"])])
 
 

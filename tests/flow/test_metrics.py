@@ -1,3 +1,5 @@
+import tracemalloc
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,6 +17,31 @@ def test_the_bootstrap_interval_holds_the_accuracy_and_narrows_with_more_tracks(
     assert b["high"] - b["low"] == pytest.approx(4 * 0.025, abs=0.03)
     assert "20 test tracks" in a["method"]
     assert bootstrap_interval(small, seed=3) == bootstrap_interval(small, seed=3)
+
+
+def test_the_bootstrap_draws_counts_as_resampling_tracks_would_without_holding_the_draws():
+    rng = np.random.default_rng(1)
+    outcomes = (rng.random(300) < 0.7).astype(float)
+    # what resampling the tracks themselves gives, drawn here the slow way
+    draws = outcomes[rng.integers(0, outcomes.size, size=(20000, outcomes.size))].mean(axis=1)
+    low, high = np.quantile(draws, [0.025, 0.975])
+    got = bootstrap_interval(outcomes, resamples=20000)
+    assert got["low"] == pytest.approx(low, abs=0.01) and got["high"] == pytest.approx(high, abs=0.01)
+    # fma_large's 10^5 test tracks: drawing tracks would hold 2000 x 10^5 indices (1.6 GB)
+    many = np.tile(outcomes, 334)
+    tracemalloc.start()
+    try:
+        wide = bootstrap_interval(many)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * many.nbytes
+    assert wide["low"] < many.mean() < wide["high"] and wide["high"] - wide["low"] < 0.01
+
+
+def test_the_bootstrap_takes_0_1_outcomes_only():
+    with pytest.raises(ValueError, match="0/1 outcomes"):
+        bootstrap_interval(np.array([0.2, 0.9, 1.0]))
 
 
 def test_the_fold_interval_is_a_t_interval_around_the_mean():

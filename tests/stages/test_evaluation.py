@@ -499,12 +499,11 @@ def test_the_pooled_interval_does_not_depend_on_the_order_folds_finish_in():
     for order in ([2, 0, 1], [1, 2, 0]):
         shuffled = evaluate.pooled_outcomes([per_fold[k] for k in order])
         assert (shuffled == pooled).all()
-    # the mechanism: the bootstrap draws by position, so the same outcomes in another order give
-    # another interval
+    # and the interval is one of the outcomes' count, not of their positions
     from genre_hpc.flow.metrics import bootstrap_interval
 
     reordered = np.concatenate([per_fold[k]["correct_tracks"] for k in (2, 0, 1)])
-    assert bootstrap_interval(pooled) != bootstrap_interval(reordered)
+    assert bootstrap_interval(pooled) == bootstrap_interval(reordered)
 
 
 # What the browser test measures on the page, once it has loaded: every image, where the headline
