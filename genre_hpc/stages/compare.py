@@ -140,8 +140,7 @@ def _log_memory(client: Client, data: TrainingData, plan: Plan) -> None:
 
 
 def _one_split(client: Client, data: TrainingData, names: list[str], plan: Plan) -> list[dict[str, Any]]:
-    parts = [p for p, _ in data.store.parts()]
-    read = partial(read_side, parts=parts, names=data.names, classes=data.classes)
+    read = partial(read_side, parts=data.store.parts(), names=data.names, classes=data.classes)
     tracks = _train_tracks(data)
     # every worker reads the train and the test side once; the driver never holds the rows. The
     # validation tracks' rows come last, so a model that stops early watches them without a copy

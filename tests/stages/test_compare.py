@@ -179,7 +179,7 @@ def test_folds_keep_the_caps(dataset, client):
 def test_a_side_is_held_once_with_the_validation_tracks_last_so_a_fit_takes_both_as_views(dataset):
     cfg = _cfg(dataset)
     data = TrainingData(layout(cfg), cfg.split)
-    parts = [p for p, _ in data.store.parts()]
+    parts = data.store.parts()
     tracks = compare._train_tracks(data)
     plan = compare.Plan(Limits(early_stopping_rounds=5), seed=0, cap=None, validation_fraction=0.2,
                         workers=[], slots={})  # fmt: skip
