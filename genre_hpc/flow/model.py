@@ -133,22 +133,35 @@ class TrainingArrays:
 class RoundClock(TrainingCallback):
     """Seconds of every boosting round, as the worker that runs it sees them; they reach the driver
     as a booster attribute (`CLOCK_ATTRIBUTE`), which `fit_and_evaluate` removes before anything is
-    saved, so the model's bytes do not depend on them."""
+    saved, so the model's bytes do not depend on them. With the seconds go the epochs it saw and
+    the rounds the worker's booster held, so that a clock that missed a round says which
+    (`best_rounds` logs it)."""
 
     def __init__(self) -> None:
-        self._ends: dict[int, list[float]] = {}  # by booster: worker threads may share this object
+        # by booster: worker threads may share this object
+        self._starts: dict[int, float] = {}
+        self._ends: dict[int, list[tuple[int, float]]] = {}
 
     def before_training(self, model: xgboost.Booster) -> xgboost.Booster:
-        self._ends[id(model)] = [time.perf_counter()]
+        self._starts[id(model)] = time.perf_counter()
+        self._ends[id(model)] = []
         return model
 
     def after_iteration(self, model: xgboost.Booster, epoch: int, evals_log: dict) -> bool:
-        self._ends.setdefault(id(model), [time.perf_counter()]).append(time.perf_counter())
+        self._ends.setdefault(id(model), []).append((epoch, time.perf_counter()))
         return False
 
     def after_training(self, model: xgboost.Booster) -> xgboost.Booster:
+        start = self._starts.pop(id(model), None)
         ends = self._ends.pop(id(model), [])
-        model.set_attr(**{CLOCK_ATTRIBUTE: json.dumps(np.diff(ends).round(6).tolist())})
+        times = ([] if start is None else [start]) + [t for _, t in ends]
+        clock = {
+            "seconds": np.diff(times).round(6).tolist(),
+            "epochs": [epoch for epoch, _ in ends],
+            "started": start is not None,
+            "rounds": int(model.num_boosted_rounds()),
+        }
+        model.set_attr(**{CLOCK_ATTRIBUTE: json.dumps(clock)})
         return model
 
 
@@ -262,10 +275,17 @@ def best_rounds(model: DaskXGBClassifier) -> tuple[xgboost.Booster, dict[str, An
     """The fitted booster cut to its best round (the last one without early stopping), without the
     round clock; what was trained, what is kept, and the validation loss."""
     booster = model.get_booster()
-    clock = json.loads(booster.attr(CLOCK_ATTRIBUTE) or "[]")
+    clock = json.loads(booster.attr(CLOCK_ATTRIBUTE) or "{}")
     booster.set_attr(**{CLOCK_ATTRIBUTE: None})
     trained = int(booster.num_boosted_rounds())
-    info: dict[str, Any] = {"rounds_trained": trained, "rounds_used": trained, "round_seconds": clock}
+    seconds = clock.get("seconds", [])
+    if clock and len(seconds) != trained:
+        log.warning(
+            "round clock: %d round times for %d rounds trained (epochs seen %s, before_training seen: %s, "
+            "the worker's booster held %s rounds): per-round seconds are over the rounds timed",
+            len(seconds), trained, clock.get("epochs"), clock.get("started"), clock.get("rounds"),
+        )  # fmt: skip
+    info: dict[str, Any] = {"rounds_trained": trained, "rounds_used": trained, "round_seconds": seconds}
     history = model.evals_result() if model.early_stopping_rounds is not None else {}
     if history:
         (metric, losses), *_ = next(iter(history.values())).items()

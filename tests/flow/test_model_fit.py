@@ -98,6 +98,8 @@ def test_noise_stops_early_a_signal_uses_more_rounds_and_the_model_keeps_its_bes
         assert metrics["validation_tracks"] == 9 and metrics["validation_segments"] == 72
         assert metrics["train_segments"] + metrics["validation_segments"] == 36 * 8
         assert metrics["fit_seconds"] >= metrics["boosting_seconds"] > 0
+        # every round timed on the worker (the clock says which it missed, if it does)
+        assert "round clock:" not in caplog.text, caplog.text
         assert metrics["per_round_seconds"] == pytest.approx(
             metrics["boosting_seconds"] / metrics["rounds_trained"]
         )
@@ -193,6 +195,34 @@ def test_too_few_groups_to_spare_trains_every_round_and_says_why(client, tmp_pat
     assert metrics["rounds_used"] == metrics["rounds_trained"] == 60
     assert metrics["train_segments"] == 4 * len(data.split.train_tracks)
     assert any("early stopping off: no validation tracks" in r.getMessage() for r in caplog.records)
+
+
+def test_the_round_clock_times_every_round_and_a_clock_that_missed_one_says_which(caplog):
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((200, 5)), rng.integers(0, 3, 200)
+    train, valid = xgboost.DMatrix(x[:150], y[:150]), xgboost.DMatrix(x[150:], y[150:])
+    params = {"objective": "multi:softprob", "num_class": 3, "max_depth": 2, "nthread": 1}
+    booster = xgboost.train(params, train, 40, evals=[(valid, "v")], early_stopping_rounds=3,
+                            callbacks=[model.RoundClock()], verbose_eval=False)  # fmt: skip
+    clock = json.loads(booster.attr(model.CLOCK_ATTRIBUTE))
+    rounds = booster.num_boosted_rounds()
+    assert rounds < 40  # early stopping ended it: its last round is timed too
+    assert clock["epochs"] == list(range(rounds)) and len(clock["seconds"]) == rounds
+    assert clock["started"] and clock["rounds"] == rounds and min(clock["seconds"]) >= 0
+
+    class Fitted:  # what best_rounds reads of a fitted DaskXGBClassifier
+        early_stopping_rounds = None
+
+        def get_booster(self):
+            return booster
+
+    booster.set_attr(**{model.CLOCK_ATTRIBUTE: json.dumps({**clock, "seconds": clock["seconds"][:-1],
+                                                           "epochs": clock["epochs"][:-1]})})  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="genre_hpc.flow.model"):
+        _, info = model.best_rounds(Fitted())
+    assert len(info["round_seconds"]) == rounds - 1
+    assert f"{rounds - 1} round times for {rounds} rounds trained" in caplog.text
+    assert model.CLOCK_ATTRIBUTE not in booster.attributes()
 
 
 def test_the_stages_settings_are_the_shipped_config_and_the_default():
