@@ -154,6 +154,12 @@ class RoundClock(TrainingCallback):
     def after_training(self, model: xgboost.Booster) -> xgboost.Booster:
         start = self._starts.pop(id(model), None)
         ends = self._ends.pop(id(model), [])
+        # xgboost < 3.1 holds callbacks in a set and stops at the first that says stop: when
+        # EarlyStopping comes first (set order follows object ids), the last round's
+        # after_iteration never reaches this clock; the round ends here, as training does
+        last = int(model.num_boosted_rounds()) - 1
+        if ends and ends[-1][0] == last - 1:
+            ends.append((last, time.perf_counter()))
         times = ([] if start is None else [start]) + [t for _, t in ends]
         clock = {
             "seconds": np.diff(times).round(6).tolist(),

@@ -209,6 +209,23 @@ def test_the_round_clock_times_every_round_and_a_clock_that_missed_one_says_whic
     assert rounds < 40  # early stopping ended it: its last round is timed too
     assert clock["epochs"] == list(range(rounds)) and len(clock["seconds"]) == rounds
     assert clock["started"] and clock["rounds"] == rounds and min(clock["seconds"]) >= 0
+    # the mechanism on xgboost < 3.1: callbacks in a set, the first to say stop ends the round's
+    # calls; with EarlyStopping first the clock never sees the last after_iteration
+    stop_first = xgboost.callback.CallbackContainer(
+        [xgboost.callback.EarlyStopping(rounds=3), clock_ := model.RoundClock()]
+    )
+    stop_first.callbacks = list(stop_first.callbacks)
+    stop_first.callbacks.sort(key=lambda c: c is clock_)
+    again = xgboost.Booster(params, [train, valid])
+    again = stop_first.before_training(again)
+    for i in range(40):
+        again.update(train, i)
+        if stop_first.after_iteration(again, i, train, [(valid, "v")]):
+            break
+    again = stop_first.after_training(again)
+    seen = json.loads(again.attr(model.CLOCK_ATTRIBUTE))
+    assert again.num_boosted_rounds() == rounds
+    assert seen["epochs"] == list(range(rounds)) and len(seen["seconds"]) == rounds
 
     class Fitted:  # what best_rounds reads of a fitted DaskXGBClassifier
         early_stopping_rounds = None
