@@ -445,21 +445,23 @@ def read_side(
     y = np.empty(total, dtype=np.int32)
     track_id, label = np.empty(total, dtype=object), np.empty(total, dtype=object)
     at, then = 0, []
+
+    def put(rows: Rows) -> None:
+        nonlocal at
+        stop = at + len(rows)
+        x[at:stop], y[at:stop], track_id[at:stop], label[at:stop] = rows.x, rows.y, rows.track_id, rows.label
+        at = stop
+
     for part, _ in parts:
         rows = as_rows(cap_segments(read([part]), cap), names=names, classes=classes)
         at_end = rows.of_tracks(last) if last else np.zeros(len(rows), dtype=bool)
         if at_end.any():
             then.append(rows.take(at_end))
             rows = rows.take(~at_end)
-        stop = at + len(rows)
-        x[at:stop], y[at:stop], track_id[at:stop], label[at:stop] = rows.x, rows.y, rows.track_id, rows.label
-        at = stop
+        put(rows)
     split_at = at
     while then:
-        rows = then.pop(0)
-        stop = at + len(rows)
-        x[at:stop], y[at:stop], track_id[at:stop], label[at:stop] = rows.x, rows.y, rows.track_id, rows.label
-        at = stop
+        put(then.pop(0))
     return Rows(x[:at], y[:at], track_id[:at], label[:at], last=last, last_from=split_at)
 
 

@@ -157,15 +157,15 @@ class RoundClock(TrainingCallback):
         # xgboost < 3.1 holds callbacks in a set and stops at the first that says stop: when
         # EarlyStopping comes first (set order follows object ids), the last round's
         # after_iteration never reaches this clock; the round ends here, as training does
-        last = int(model.num_boosted_rounds()) - 1
-        if ends and ends[-1][0] == last - 1:
-            ends.append((last, time.perf_counter()))
+        rounds = int(model.num_boosted_rounds())
+        if ends and ends[-1][0] == rounds - 2:
+            ends.append((rounds - 1, time.perf_counter()))
         times = ([] if start is None else [start]) + [t for _, t in ends]
         clock = {
             "seconds": np.diff(times).round(6).tolist(),
             "epochs": [epoch for epoch, _ in ends],
             "started": start is not None,
-            "rounds": int(model.num_boosted_rounds()),
+            "rounds": rounds,
         }
         model.set_attr(**{CLOCK_ATTRIBUTE: json.dumps(clock)})
         return model
