@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from dask.utils import parse_bytes
 from sklearn.model_selection._split import _BaseKFold
 from xgboost import XGBClassifier
 
@@ -182,6 +183,40 @@ def fits_worker(
     share = None if not workers else int(SHARE_BASE_BYTES + SHARE_FACTOR * rows / workers * unit)
     fits = (limit is None or need <= USABLE_SHARE * limit) and (share is None or need <= share)
     return Fit(fits, need, limit, rows, fold_train_rows, features, threads, share)
+
+
+def choose_engine(
+    client: Any,
+    *,
+    key: str,
+    asked: str,
+    worker_memory: str | int | None,
+    rows: int,
+    fit_rows: int,
+    features: int,
+    tasks: str,
+    dask: str,
+) -> tuple[str, str]:
+    """`asked` (the stage's `key`: auto, tasks or dask), or for auto the engine the rows call for,
+    and why: "tasks" (every worker holds all `rows` and fits beside them, `fit_rows` training rows
+    per fit, one per thread) when `fits_worker` says they fit, "dask" (xgboost.dask over the whole
+    cluster) when they do not; `tasks` and `dask` say what each means to the stage. `worker_memory`
+    (bytes or "4GB") stands in for the workers' own memory limit; the smallest worker decides."""
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    if worker_memory is not None:
+        limit = parse_bytes(worker_memory) if isinstance(worker_memory, str) else int(worker_memory)
+    else:  # 0 is no limit
+        limit = min((int(w.get("memory_limit") or 0) for w in workers), default=0)
+    fit = fits_worker(
+        rows=rows, fold_train_rows=fit_rows, features=features,
+        threads=max((int(w.get("nthreads") or 1) for w in workers), default=1), limit_bytes=limit,
+        workers=len(workers),
+    )  # fmt: skip
+    if asked != "auto":
+        return asked, f"as {key} asks ({'it would fit' if fit.fits else 'would not fit'}: {fit.reason()})"
+    if fit.fits:
+        return "tasks", f"auto: {tasks}, each worker holding all rows: {fit.reason()}"
+    return "dask", f"auto: {dask}, since {fit.reason()}"
 
 
 def fold_count(folds: int | str, *, rows: int, large_folds: int, large_from_rows: int) -> tuple[int, str]:

@@ -43,6 +43,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.neural_network import MLPClassifier
 from sklearn.svm import SVC
 from xgboost import XGBClassifier, XGBRFClassifier
+from xgboost.dask import DaskXGBClassifier, DaskXGBRFClassifier
 
 from genre_hpc.flow.moments import SCALE_BLOCK_ROWS, array_moments, sample_std
 from genre_hpc.flow.sampling import cap_segments
@@ -149,8 +150,9 @@ def _fit_model(
     """Fit one model of the lineup (standardised inputs) on `train` and return its test
     probabilities; runs on a worker.
 
-    `sample`: the tracks a model of QUADRATIC trains on (None: all of `train`); `validation`: the
-    training tracks that xgboost's early stopping watches, never trained on (None: no early stopping).
+    `sample`: the tracks the model trains on (None: all of `train`): QUADRATIC's, and every
+    scikit-learn model's when all rows do not fit a worker; `validation`: the training tracks that
+    xgboost's and the MLP's early stopping watch, never trained on (None: no early stopping).
     """
     if sample is not None:
         train = train.take(train.of_tracks(sample))
@@ -166,12 +168,11 @@ def _fit_model(
     scaler = None if name in TREES else ArrayScaler.fit(train.x)
     estimator, bound, fit_params = build(name, seed=seed, n_rows=len(train), limits=limits)
     tracks = len(set(train.track_id))
-    if name in QUADRATIC:
-        bound = (
-            f"trained on a sample of {tracks:,} training tracks (whole groups, every genre)"
-            if sample is not None
-            else "trained on every training track"
-        )
+    if sample is not None:
+        sampled = f"trained on a sample of {tracks:,} training tracks (whole groups, every genre)"
+        bound = f"{sampled}; {bound}" if bound else sampled
+    elif name in QUADRATIC:
+        bound = "trained on every training track"
     if name == "svm":
         estimator = _calibrated_svm(estimator, train, y_local)
     y_watched = None
@@ -356,6 +357,27 @@ def build(name: str, *, seed: int, n_rows: int, limits: Limits) -> tuple[BaseEst
     raise KeyError(name)
 
 
+# the models that xgboost.dask can train over the whole cluster when the rows do not fit a worker
+ON_DASK = ("xgboost", "xgboost_rf")
+
+
+def on_dask(
+    name: str, *, seed: int, limits: Limits
+) -> tuple[type[DaskXGBClassifier], dict[str, Any], int | None]:
+    """The xgboost.dask classifier of `name` (one of ON_DASK), its parameters as `build` sets them
+    (threads are the workers'), and the rows a round or tree may see (its subsample bound)."""
+    estimator, _, _ = build(name, seed=seed, n_rows=0, limits=limits)
+    params = {
+        key: value
+        for key, value in estimator.get_params().items()
+        # threads are the workers'; the objective follows the classes, as the classifier sets it
+        if value is not None and key not in ("n_jobs", "early_stopping_rounds", "callbacks", "objective")
+    }
+    if name == "xgboost":
+        return DaskXGBClassifier, params, limits.boost_rows
+    return DaskXGBRFClassifier, params, limits.forest_rows
+
+
 def _rows_per_tree(n_rows: int, cap: int | None) -> int | None:
     return cap if cap is not None and n_rows > cap else None
 
@@ -430,11 +452,12 @@ def read_side(
     classes: list[str],
     cap: int | None = None,
     last: frozenset[str] | None = None,
+    keep: frozenset[str] | None = None,
 ) -> Rows:
     """One side's rows of `parts` (path and rows, as FeatureStore.parts gives them), read on the
-    worker that runs this (`read`: TrainingData.reader), at most `cap` segments of each track
-    (sampling.cap_segments; None: all), the rows of the `last` tracks after all the others
-    (Rows.split_off then gives both as views).
+    worker that runs this (`read`: TrainingData.reader), only those of the `keep` tracks (None:
+    all), at most `cap` segments of each track (sampling.cap_segments; None: all), the rows of the
+    `last` tracks after all the others (Rows.split_off then gives both as views).
 
     Part by part into arrays sized for every row of the parts: the side keeps some of them, and
     the pages it does not fill are never touched, so they cost address space, not memory. The
@@ -453,7 +476,10 @@ def read_side(
         at = stop
 
     for part, _ in parts:
-        rows = as_rows(cap_segments(read([part]), cap), names=names, classes=classes)
+        frame = read([part])
+        if keep is not None:
+            frame = frame[frame.track_id.isin(keep).to_numpy()]
+        rows = as_rows(cap_segments(frame, cap), names=names, classes=classes)
         at_end = rows.of_tracks(last) if last else np.zeros(len(rows), dtype=bool)
         if at_end.any():
             then.append(rows.take(at_end))

@@ -23,7 +23,7 @@ import xgboost
 from distributed import Client, get_worker
 from omegaconf import DictConfig, OmegaConf
 from xgboost.callback import TrainingCallback
-from xgboost.dask import DaskXGBClassifier
+from xgboost.dask import DaskXGBClassifier, DaskXGBRFClassifier
 
 from genre_hpc.core.atomic import write_bytes, write_json
 from genre_hpc.core.errors import ConfigError, DatasetError, ModelError
@@ -182,6 +182,9 @@ def fit_and_evaluate(
     files: ModelFiles | None,
     fitting: Fitting | None = None,
     stage: str = "train",
+    estimator: type[DaskXGBClassifier] = DaskXGBClassifier,
+    subsample_rows: int | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Fit DaskXGBClassifier on the training tracks, save it (unless `files` is None), score the
     held-out tracks.
@@ -191,7 +194,9 @@ def fit_and_evaluate(
     `validation_fraction` of the training side's groups (whole groups, stratified by genre, fixed
     by the split's seed) is not trained on; their rows, read by the workers, are xgboost.dask's
     eval_set, and the saved model keeps the rounds up to the best validation loss. `stage` names
-    the log lines.
+    the log lines. `estimator` may be another xgboost.dask classifier (compare's
+    DaskXGBRFClassifier); `subsample_rows` bounds the rows each round (or tree) sees, as a
+    subsample of the training rows; `seed` is the interval's bootstrap's.
 
     The model knows the genres of the training side; a genre only the test side has is named in
     `labels_absent_from_training`, and its tracks count as wrong (no model can name it)."""
@@ -200,8 +205,13 @@ def fit_and_evaluate(
     validation = validation_tracks(data, fitting)
     arrays = training_arrays(client, data, known, validation=validation, cap=fitting.segments_per_track)
     stopping = fitting.early_stopping_rounds if arrays.x_valid is not None else None
+    if subsample_rows is not None and arrays.rows > subsample_rows:
+        fraction = min(float(params.get("subsample") or 1.0), subsample_rows / arrays.rows)
+        params = {**params, "subsample": fraction}
 
-    model = DaskXGBClassifier(**{**params, "early_stopping_rounds": stopping, "callbacks": [RoundClock()]})
+    # xgboost's random forest is one round of parallel trees: it takes no callbacks and no early stopping
+    clock = {} if issubclass(estimator, DaskXGBRFClassifier) else {"callbacks": [RoundClock()]}
+    model = estimator(**{**params, "early_stopping_rounds": stopping, **clock})
     model.client = client
     fit_started = time.perf_counter()
     if stopping is None:
@@ -224,15 +234,16 @@ def fit_and_evaluate(
     proba = expand(proba, known, data.classes)
     if files is not None:
         save(files, booster, scaler=arrays.scaler, data=data, classes=known)
-    metrics = evaluate(proba, ids, data.classes)
+    metrics = evaluate(proba, ids, data.classes, seed=seed)
     metrics.update(
         split=data.split.summary(),
         evaluated_on=f"test side of the {data.split.label()}",
-        model={"name": "xgboost.dask.DaskXGBClassifier", "params": params, "classes": known},
+        model={"name": f"xgboost.dask.{estimator.__name__}", "params": params, "classes": known},
         labels_absent_from_training=sorted(set(data.classes) - set(known)),
         **rounds,
         **timing,
         train_segments=arrays.rows,
+        train_tracks=len(data.side_tracks("train")) - (len(validation) if stopping is not None else 0),
         segments_per_track=fitting.segments_per_track,
         segments_left_out_by_cap=arrays.rows_before_cap - arrays.rows - arrays.validation_rows,
     )

@@ -241,6 +241,10 @@ def _check_compare(cfg: DictConfig) -> None:
             _positive_int(cfg, f"compare.sample_tracks.{name}", allow_none=True)
         for key in ("forest_rows", "boost_rows", "mlp_row_passes"):
             _positive_int(cfg, f"compare.{key}", allow_none=True)
+        if _get(cfg, "compare.engine") not in ("auto", "tasks", "dask"):
+            raise ConfigError("compare.engine", f"{cfg.compare.engine!r} is not auto, tasks or dask")
+        _check_bytes(cfg, "compare.worker_memory")
+        _positive_int(cfg, "compare.worker_rows")
 
 
 def _check_evaluate(cfg: DictConfig) -> None:

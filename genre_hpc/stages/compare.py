@@ -6,10 +6,17 @@ test side once (for folds: every row once), and every model task runs on a worke
 returning test probabilities with the test rows' ids. Tasks go to workers as slots free up, the
 costliest first. What bounds each model (a sample of tracks for k-NN and SVM, rows per tree,
 early stopping: flow/lineup.py) is written next to its numbers.
+
+When all rows do not fit a worker (compare.engine=auto, the rule evaluate uses:
+crossval.choose_engine), the one-split comparison runs xgboost and xgboost_rf on xgboost.dask over
+the whole cluster, each worker holding its share of the rows, and the scikit-learn models, which
+train inside one worker, on a stratified sample of whole tracks of about compare.worker_rows rows;
+their rows say so.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from collections.abc import Callable
@@ -23,15 +30,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from genre_hpc.core.atomic import write_csv, write_json
 from genre_hpc.core.layout import OutputLayout
-from genre_hpc.flow import plots, shares
+from genre_hpc.flow import crossval, model, plots, shares
 from genre_hpc.flow.dataset import FeatureStore
 from genre_hpc.flow.lineup import (
+    ON_DASK,
     QUADRATIC,
     STOPS_EARLY,
     Fitted,
     Limits,
     fit_model,
     fit_model_fold,
+    on_dask,
     read_folds,
     read_side,
 )
@@ -58,7 +67,7 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> pd.DataFrame:
     if cfg.compare.folds:
         rows, protocol, folds = _cross_validated(client, data, names, plan, k=int(cfg.compare.folds))
     else:
-        rows, protocol, folds = _one_split(client, data, names, plan), data.split.label(), None
+        rows, protocol, folds = _one_split(client, cfg, data, names, plan), data.split.label(), None
     table = pd.DataFrame(rows)
     files = out.comparison(data.split.name)
     write_csv(files.table, table)
@@ -68,8 +77,10 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> pd.DataFrame:
         files.folds.unlink()  # a cross-validated comparison of an earlier run is not this one's
     label = f"{data.split.label()}, {protocol}" if folds is not None else data.split.label()
     write_json(
-        files.summary, {"split": data.split.summary(), "label": label, "protocol": protocol, "models": rows}
-    )
+        files.summary,
+        {"split": data.split.summary(), "label": label, "protocol": protocol, "engine": plan.engine,
+         "engine_reason": plan.engine_reason, "models": rows},
+    )  # fmt: skip
     plots.comparison_png(table, files.figure, title=label)
     timer.finish(
         f"compare_{data.split.name}", {"models": rows, "split": data.split.summary(), "protocol": protocol}
@@ -79,7 +90,9 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class Plan:
-    """What every fit shares: the limits, the seed, the segment cap, the workers and their slots."""
+    """What every fit shares: the limits, the seed, the segment cap, the workers and their slots;
+    and the engine: "tasks" (every model a task beside all rows) or "dask" (ON_DASK's models on
+    xgboost.dask, the others on at most `worker_tracks` training tracks)."""
 
     limits: Limits
     seed: int
@@ -87,6 +100,9 @@ class Plan:
     validation_fraction: float | None
     workers: list[str]
     slots: dict[str, int]
+    engine: str = "tasks"
+    engine_reason: str = ""
+    worker_tracks: int | None = None
 
     @classmethod
     def of(cls, cfg: DictConfig, data: TrainingData, client: Client) -> Plan:
@@ -100,33 +116,62 @@ class Plan:
         )
         workers = shares.ranked_workers(client)
         threads = client.nthreads()
+        cap = OmegaConf.select(cfg, "model.segments_per_track", default=None)
+        rows = sum(n for _, n in data.store.parts())  # from the parts' metadata: no row is read
+        train = _train_tracks(data)
+        per_track = rows / max(len(data.tracks), 1)  # segments of a training track, after the cap
+        per_track = per_track if cap is None else min(per_track, cap)
+        if cfg.compare.folds:
+            engine, why = "tasks", "compare.folds: every model x fold is a task beside all rows"
+        else:
+            engine, why = crossval.choose_engine(
+                client, key="compare.engine", asked=cfg.compare.engine,
+                worker_memory=cfg.compare.worker_memory, rows=rows, fit_rows=int(per_track * len(train)),
+                features=len(data.names), tasks="every model a task beside the rows",
+                dask=(f"{', '.join(ON_DASK)} on xgboost.dask over the cluster, the scikit-learn models on "
+                      f"a sample of compare.worker_rows={cfg.compare.worker_rows:,} rows' tracks"),
+            )  # fmt: skip
         return cls(
             limits=limits,
             seed=int(cfg.split.seed),
-            cap=OmegaConf.select(cfg, "model.segments_per_track", default=None),
+            cap=cap,
             validation_fraction=OmegaConf.select(cfg, "model.validation_fraction", default=None),
             workers=workers,
             slots={w: max(1, int(threads.get(w, 1))) for w in workers},
+            engine=engine,
+            engine_reason=why,
+            worker_tracks=max(1, int(cfg.compare.worker_rows / max(per_track, 1))),
         )
 
     def sample(self, name: str, tracks: pd.DataFrame) -> frozenset[str] | None:
-        """The training tracks a QUADRATIC model trains on (None: all), of the `tracks` it may use."""
-        count = self.limits.sample_tracks.get(name)
-        if name not in QUADRATIC or count is None or len(tracks) <= count:
+        """The training tracks a model trains on (None: all), of the `tracks` it may use: a
+        QUADRATIC model's sample, and on the dask engine every scikit-learn model's."""
+        count = self.limits.sample_tracks.get(name) if name in QUADRATIC else None
+        if self.engine == "dask" and name not in ON_DASK and self.worker_tracks is not None:
+            count = self.worker_tracks if count is None else min(count, self.worker_tracks)
+        if count is None or len(tracks) <= count:
             return None
         return stratified_tracks(tracks, count=count, seed=self.seed)
 
-    def validation(self, name: str, tracks: pd.DataFrame) -> frozenset[str] | None:
+    def validation(
+        self, name: str, tracks: pd.DataFrame, sample: frozenset[str] | None = None
+    ) -> frozenset[str] | None:
         """The training tracks that xgboost's and the MLP's early stopping watch (never trained on),
-        or None; the same tracks for both."""
+        drawn from the `sample` the model trains on (None: all `tracks`), or None; the same tracks
+        for both when neither is sampled."""
         if name not in STOPS_EARLY or not self.limits.early_stopping_rounds or not self.validation_fraction:
             return None
+        if sample is not None:
+            tracks = tracks[tracks.track_id.isin(sample)]
         return stratified_tracks(tracks, fraction=self.validation_fraction, seed=self.seed, keep_one=True)
 
 
 def _log_memory(client: Client, data: TrainingData, plan: Plan) -> None:
-    """Say what each worker holds: every row of the dataset as float32 (the train and the test side,
-    or every fold), against its memory limit."""
+    """Say how compare runs and what each worker holds: every row of the dataset as float32 (the
+    train and the test side, or every fold), against its memory limit."""
+    log.info("compare: engine=%s: %s", plan.engine, plan.engine_reason)
+    if plan.engine == "dask":
+        return
     rows = sum(n for _, n in data.store.parts())
     held = rows * len(data.names) * 4
     limits = {w: info.get("memory_limit") for w, info in client.scheduler_info()["workers"].items()}
@@ -139,51 +184,104 @@ def _log_memory(client: Client, data: TrainingData, plan: Plan) -> None:
     )  # fmt: skip
 
 
-def _one_split(client: Client, data: TrainingData, names: list[str], plan: Plan) -> list[dict[str, Any]]:
-    read = partial(read_side, parts=data.store.parts(), names=data.names, classes=data.classes)
+def _one_split(
+    client: Client, cfg: DictConfig, data: TrainingData, names: list[str], plan: Plan
+) -> list[dict[str, Any]]:
+    rows = {}
     tracks = _train_tracks(data)
+    if plan.engine == "dask":
+        for name in [n for n in COST_ORDER if n in names and n in ON_DASK]:
+            rows[name] = _on_dask(client, cfg, data, name, plan)
+    tasks = [n for n in names if n not in rows]
+    samples = {name: plan.sample(name, tracks) for name in tasks}
+    validations = {name: plan.validation(name, tracks, samples[name]) for name in tasks}
+    # on the dask engine the workers hold only the sampled tracks' rows (and every test row)
+    keep = None
+    if plan.engine == "dask" and tasks and all(samples[n] is not None for n in tasks):
+        keep = frozenset().union(*samples.values())
+    read = partial(read_side, parts=data.store.parts(), names=data.names, classes=data.classes)
     # every worker reads the train and the test side once; the driver never holds the rows. The
     # validation tracks' rows come last, so a model that stops early watches them without a copy
-    last = next((plan.validation(name, tracks) for name in STOPS_EARLY if name in names), None)
+    last = next((validations[name] for name in STOPS_EARLY if name in tasks), None)
     held = {
         w: (
-            _pinned(client, w, read, data.reader("train"), cap=plan.cap, last=last),
+            _pinned(client, w, read, data.reader("train"), cap=plan.cap, last=last, keep=keep),
             _pinned(client, w, read, data.reader("test")),
         )
-        for w in plan.workers
+        for w in (plan.workers if tasks else [])
     }
     common = {"n_classes": len(data.classes), "seed": plan.seed, "limits": plan.limits}
     jobs = {
         name: partial(
             lambda w, name: _pinned(
-                client, w, fit_model, name, *held[w], sample=plan.sample(name, tracks),
-                validation=plan.validation(name, tracks), **common, key=f"compare-fit-{name}",
+                client, w, fit_model, name, *held[w], sample=samples[name], validation=validations[name],
+                **common, key=f"compare-fit-{name}",
             ),
             name=name,
         )
-        for name in names
+        for name in tasks
     }  # fmt: skip
-    rows = {}
     for name, fitted in _schedule(client, jobs, plan):
         scores = evaluate(fitted.proba, fitted.ids, data.classes, seed=plan.seed)
-        interval = scores["track_accuracy_interval"]
-        rows[name] = {
-            "model": name,
-            "split": data.split.name,
-            "leaky": data.split.leaky,
-            **{key: scores[key] for key in SCORES},
-            "track_accuracy_low": interval["low"],
-            "track_accuracy_high": interval["high"],
-            "interval": interval["method"],
-            "fit_seconds": fitted.fit_seconds,
-            **_trained_on(fitted),
-        }
-        log.info(
-            "compare: %-13s %s, test side: segment accuracy %.3f, track accuracy %s, fit %.1f s; %s",
-            name, data.split.label(), scores["segment_accuracy"],
-            interval_text(scores["track_accuracy"], interval), fitted.fit_seconds, fitted.bound,
-        )  # fmt: skip
+        rows[name] = _row(name, data, scores, fitted.fit_seconds, _trained_on(fitted))
     return [rows[name] for name in names]
+
+
+def _row(
+    name: str, data: TrainingData, scores: dict[str, Any], fit_seconds: float, trained: dict[str, Any]
+) -> dict[str, Any]:
+    """One model's row of the one-split comparison, logged."""
+    interval = scores["track_accuracy_interval"]
+    log.info(
+        "compare: %-13s %s, test side: segment accuracy %.3f, track accuracy %s, fit %.1f s; %s",
+        name, data.split.label(), scores["segment_accuracy"],
+        interval_text(scores["track_accuracy"], interval), fit_seconds, trained["bound"],
+    )  # fmt: skip
+    return {
+        "model": name,
+        "split": data.split.name,
+        "leaky": data.split.leaky,
+        **{key: scores[key] for key in SCORES},
+        "track_accuracy_low": interval["low"],
+        "track_accuracy_high": interval["high"],
+        "interval": interval["method"],
+        "fit_seconds": fit_seconds,
+        **trained,
+    }
+
+
+def _on_dask(client: Client, cfg: DictConfig, data: TrainingData, name: str, plan: Plan) -> dict[str, Any]:
+    """`name` (one of ON_DASK) trained with xgboost.dask on every worker's share of the training
+    rows and scored on the test side, as `train` fits its model (flow/model.py)."""
+    estimator, params, subsample_rows = on_dask(name, seed=plan.seed, limits=plan.limits)
+    fitting = model.Fitting.from_config(cfg)
+    if name not in STOPS_EARLY or not plan.limits.early_stopping_rounds:
+        fitting = dataclasses.replace(fitting, early_stopping_rounds=None)
+    metrics = model.fit_and_evaluate(
+        client, data, params=params, files=None, fitting=fitting, stage=f"compare: {name}",
+        estimator=estimator, subsample_rows=subsample_rows, seed=plan.seed,
+    )  # fmt: skip
+    subsample = float(metrics["model"]["params"].get("subsample") or 1.0)
+    if name == "xgboost":
+        bound = "all rows each round" if subsample == 1.0 else f"each round on a {subsample:.3g} subsample"
+        if metrics["early_stopping_rounds"] is not None:
+            bound += (
+                f"; early stopping after {metrics['early_stopping_rounds']} rounds without gain on "
+                f"{metrics['validation_tracks']:,} validation tracks; {metrics['rounds_used']} rounds"
+            )
+    else:
+        bound = f"{params['n_estimators']} trees, each on a {subsample:.3g} subsample"
+    bound = f"xgboost.dask over {len(plan.workers)} workers, each on its share of the rows; {bound}"
+    trained = {
+        "fit_cpu_seconds": None,  # the cluster's, not one thread's
+        "predict_cpu_seconds": None,
+        "trained_on_tracks": metrics["train_tracks"],
+        "trained_on_rows": metrics["train_segments"],
+        "sampled": False,
+        "rounds": metrics["rounds_used"] if name == "xgboost" else None,
+        "bound": bound,
+    }
+    return _row(name, data, metrics, metrics["fit_seconds"], trained)
 
 
 def _trained_on(fitted: Fitted) -> dict[str, Any]:

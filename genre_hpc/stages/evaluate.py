@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from dask.utils import parse_bytes
 from distributed import Client, Future, as_completed
 from omegaconf import DictConfig, OmegaConf
 
@@ -123,31 +122,17 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> dict[str, Any]:
 
 
 def _engine(cfg: DictConfig, client: Client, data: TrainingData, *, rows: int, k: int) -> tuple[str, str]:
-    """evaluate.engine, or for auto the engine the rows call for (crossval.fits_worker), and why."""
-    workers = client.scheduler_info(n_workers=-1)["workers"].values()
-    given = OmegaConf.select(cfg, "evaluate.worker_memory", default=None)
-    if given is not None:
-        limit = parse_bytes(given) if isinstance(given, str) else int(given)
-    else:  # the smallest worker decides; 0 is no limit
-        limit = min((int(w.get("memory_limit") or 0) for w in workers), default=0)
+    """evaluate.engine, or for auto the engine the rows call for (crossval.choose_engine), and why."""
     cap = OmegaConf.select(cfg, "model.segments_per_track", default=None)
     fold_train_rows = rows * (k - 1) // k
     if cap is not None:
         fold_train_rows = min(fold_train_rows, len(data.tracks) * (k - 1) // k * int(cap))
-    fit = crossval.fits_worker(
-        rows=rows, fold_train_rows=fold_train_rows, features=len(data.names),
-        threads=max((int(w.get("nthreads") or 1) for w in workers), default=1), limit_bytes=limit,
-        workers=len(workers),
+    return crossval.choose_engine(
+        client, key="evaluate.engine", asked=cfg.evaluate.engine,
+        worker_memory=OmegaConf.select(cfg, "evaluate.worker_memory", default=None), rows=rows,
+        fit_rows=fold_train_rows, features=len(data.names), tasks="folds side by side",
+        dask="xgboost.dask over the cluster, fold after fold",
     )  # fmt: skip
-    asked = cfg.evaluate.engine
-    if asked != "auto":
-        return (
-            asked,
-            f"as evaluate.engine asks ({'it would fit' if fit.fits else 'would not fit'}: {fit.reason()})",
-        )
-    if fit.fits:
-        return "tasks", f"auto: folds side by side, each worker holding all rows: {fit.reason()}"
-    return "dask", f"auto: xgboost.dask over the cluster, fold after fold, since {fit.reason()}"
 
 
 def _folds_as_tasks(

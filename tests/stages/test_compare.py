@@ -6,11 +6,13 @@ gives the same numbers."""
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
+from distributed import get_task_stream
 
 from genre_hpc.flow import headline, lineup, moments, report
 from genre_hpc.flow.dataset import FeatureStore, batch_id
@@ -66,7 +68,10 @@ SAMPLED = ("compare.sample_tracks.knn=20", "compare.sample_tracks.svm=20")
 @pytest.fixture(scope="module")
 def compared(dataset, client):
     cfg = _cfg(dataset, "compare.models=[knn,svm,mlp,xgboost]", *SAMPLED)
-    return run_stage(compare, cfg, client)
+    table = run_stage(compare, cfg, client)
+    # as this run wrote it (later tests write their own comparisons in the same folder)
+    table.attrs["summary"] = json.loads(layout(cfg).comparison("grouped").summary.read_text())
+    return table
 
 
 def test_a_capped_model_says_it_was_capped_with_its_tracks_in_table_and_summary(compared, dataset):
@@ -250,3 +255,47 @@ def test_compares_boosted_models_bin_their_features_as_the_trained_model_does():
     for name in ("xgboost", "xgboost_rf"):
         estimator, _, _ = lineup.build(name, seed=0, n_rows=1000, limits=Limits())
         assert estimator.get_params()["max_bin"] == lineup.MAX_BIN == trained
+
+
+def test_rows_too_large_for_a_worker_run_the_boosted_models_on_xgboost_dask_and_sample_the_rest(
+    dataset, client, tmp_path
+):
+    out = tmp_path / "out"  # its own comparison, beside a copy of the dataset
+    shutil.copytree(dataset, out, ignore=shutil.ignore_patterns("compare*", "report"))
+    # 64 MiB per worker is far too little to hold every row and fit beside them: the dask engine
+    cfg = _cfg(
+        out, "compare.models=[random_forest,xgboost,xgboost_rf]", "compare.worker_memory=64MiB",
+        "compare.worker_rows=160", "model.early_stopping_rounds=5",
+    )  # fmt: skip
+    with get_task_stream(client) as stream:
+        table = run_stage(compare, cfg, client).set_index("model")
+    summary = json.loads(layout(cfg).comparison("grouped").summary.read_text())
+    assert summary["engine"] == "dask" and summary["engine_reason"].startswith("auto: xgboost, xgboost_rf on")
+    assert " > 0.05 GiB (80% of a worker's 0.06 GiB limit)" in summary["engine_reason"]
+    keys = [str(t["key"]) for t in stream.data]
+    # the boosted models are no single-worker task; the forest is
+    assert not [k for k in keys if k.startswith(("compare-fit-xgboost", "compare-fit-xgboost_rf"))]
+    assert [k for k in keys if k.startswith("compare-fit-random_forest")]
+    data = TrainingData(layout(cfg), cfg.split)
+    train_tracks = len(data.split.train_tracks)
+    for name in ("xgboost", "xgboost_rf"):
+        row = table.loc[name]
+        assert row.bound.startswith("xgboost.dask over 2 workers") and not row.sampled
+        assert row.trained_on_rows == SEGMENTS * row.trained_on_tracks
+        assert 0.3 < row.track_accuracy <= 1.0  # 6 genres: chance is 0.17
+    # xgboost stops early on whole validation tracks it never trains on; the forest uses them all
+    assert table.loc["xgboost"].trained_on_tracks < train_tracks == table.loc["xgboost_rf"].trained_on_tracks
+    assert 1 <= table.loc["xgboost"].rounds <= 300
+    assert "early stopping after 5 rounds" in table.loc["xgboost"].bound
+    # the forest trains inside one worker: on whole tracks of about 160 rows (40 of 4 segments)
+    forest = table.loc["random_forest"]
+    assert forest.sampled and 30 <= forest.trained_on_tracks <= 48 < train_tracks
+    assert forest.trained_on_rows == SEGMENTS * forest.trained_on_tracks
+    assert forest.bound.startswith(f"trained on a sample of {forest.trained_on_tracks} training tracks")
+
+
+def test_the_one_split_runs_as_tasks_when_the_rows_fit_and_says_why(compared):
+    summary = compared.attrs["summary"]
+    assert summary["engine"] == "tasks"
+    reason = summary["engine_reason"]
+    assert reason.startswith("auto: every model a task beside the rows") and " <= " in reason
