@@ -140,7 +140,7 @@ class Fit:
         gib = 2**30
         need = (
             f"{self.rows:,} rows held ({HELD_FACTOR} x rows x {self.features} features x 4 B) + "
-            f"{self.threads} fold fit(s) at once of {self.fold_train_rows:,} training rows "
+            f"{self.threads} fit(s) at once of {self.fold_train_rows:,} training rows "
             f"({FIT_FACTOR} x rows x features x 4 B) + {WORKER_BASE_BYTES / gib:.2f} GiB = "
             f"{self.need_bytes / gib:.2f} GiB per worker"
         )

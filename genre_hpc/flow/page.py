@@ -59,12 +59,17 @@ class Page:
 
     @staticmethod
     def table(frame: pd.DataFrame, *, caption: str = "") -> str:
-        """A table of scores to 3 decimals and counts as whole numbers."""
+        """A table of scores to 3 decimals and counts as whole numbers; a value not measured (NaN,
+        None: compare's CPU seconds of a fit spread over the cluster) shows as a dash."""
         frame = frame.copy()
         for column in frame.columns:
             if column in COUNTS:
                 frame[column] = pd.to_numeric(frame[column]).round().astype("Int64")
-        text = frame.to_html(index=False, border=0, classes="data", float_format=lambda v: f"{v:.3f}")
+            elif frame[column].dtype == object:  # to_html's na_rep leaves these alone
+                frame[column] = frame[column].where(frame[column].notna(), "–")
+        text = frame.to_html(
+            index=False, border=0, classes="data", float_format=lambda v: f"{v:.3f}", na_rep="–"
+        )
         if caption:
             text = text.replace(">", f"><caption>{html.escape(caption)}</caption>", 1)
         return text

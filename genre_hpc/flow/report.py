@@ -121,6 +121,8 @@ def _comparison(out: OutputLayout, page: Page, shown: headline.Shown) -> str:
         summary = json.loads(files.summary.read_text())
         leak = " class=leak" if summary["split"]["leaky"] else ""
         body += f"<h3{leak}>{html.escape(summary['label'])}</h3>"
+        if summary.get("engine") == "dask":  # how the models ran differs from model to model: say why
+            body += f"<p>{html.escape(summary['engine_reason'])}</p>"
         caption = headline.interval_caption(summary["models"])
         body += page.table(comparison_table(summary["models"]), caption=caption)
         if not shown.has(files.figure):

@@ -17,6 +17,7 @@ from distributed import get_task_stream
 from genre_hpc.flow import headline, lineup, moments, report
 from genre_hpc.flow.dataset import FeatureStore, batch_id
 from genre_hpc.flow.lineup import Limits, Rows, fit_model
+from genre_hpc.flow.page import Page
 from genre_hpc.flow.params import FeatureParams
 from genre_hpc.flow.schema import feature_names
 from genre_hpc.flow.trainset import TrainingData
@@ -292,6 +293,10 @@ def test_rows_too_large_for_a_worker_run_the_boosted_models_on_xgboost_dask_and_
     assert forest.sampled and 30 <= forest.trained_on_tracks <= 48 < train_tracks
     assert forest.trained_on_rows == SEGMENTS * forest.trained_on_tracks
     assert forest.bound.startswith(f"trained on a sample of {forest.trained_on_tracks} training tracks")
+    # the report's table: a fit spread over the cluster has no one thread's CPU seconds, shown as a dash
+    shown = Page.table(report.comparison_table(summary["models"]))
+    assert "NaN" not in shown and "None" not in shown
+    assert shown.count("<td>–</td>") == 2  # xgboost, xgboost_rf
 
 
 def test_the_one_split_runs_as_tasks_when_the_rows_fit_and_says_why(compared):
