@@ -140,12 +140,15 @@ def use(primed: str | os.PathLike | None, scratch: str | os.PathLike | None = No
     Copies go to `scratch`, else $GENRE_HPC_JIT_SCRATCH, else a ``proc`` folder beside `primed`
     (else ``genre-hpc-numba`` in the temporary folder); `scratch` holds nothing else. Must run
     before librosa is imported: numba fixes a function's cache folder when the function is
-    decorated. A second call in one process keeps the first copy.
+    decorated. A second call in one process keeps the first copy, and so does a process forked
+    after its parent imported librosa (cluster.warm_start's workers, forked by a nanny that loaded
+    the compiled code): its functions are bound to the parent's copy, which the parent, waiting
+    for its child, no longer writes to.
     """
     global _private
-    if _private is not None and _private[0] == os.getpid():
+    if _private is not None and (_private[0] == os.getpid() or "librosa" in sys.modules):
         return _private[1]
-    if "librosa" in sys.modules:  # also a forked child: its functions are bound to the parent's copy
+    if "librosa" in sys.modules:
         raise JitCacheError("jitcache.use() must run before librosa is imported")
     base = scratch or os.environ.get(SCRATCH_ENV)
     if not base:

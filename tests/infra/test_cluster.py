@@ -79,6 +79,14 @@ def test_site_overrides_land_in_the_sbatch_header(tmp_path: Path) -> None:
     assert "--nworkers 2" in script and "--nthreads 4" in script and "--memory-limit 7.45GiB" in script
 
 
+def test_warm_start_has_each_nanny_load_the_code_and_fork_its_worker(tmp_path: Path) -> None:
+    default, _ = job_script(tmp_path / "default")
+    warm, _ = job_script(tmp_path / "warm", "cluster.warm_start=true")
+    assert "--preload-nanny" not in default and "MULTIPROCESSING_METHOD" not in default
+    assert "--preload-nanny genre_hpc.infra.warm_nanny" in warm.splitlines()[-1]
+    assert "export DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD=fork" in warm.splitlines()
+
+
 def test_logs_go_under_the_output_dir(tmp_path: Path) -> None:
     script, _ = job_script(tmp_path)
     logs = tmp_path / "logs" / "slurm"

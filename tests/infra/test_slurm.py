@@ -251,6 +251,49 @@ def test_tls_refuses_a_client_without_the_credentials(
 
 
 @pytest.mark.slurm
+def test_a_warm_started_worker_is_forked_with_the_feature_code_loaded_and_is_restarted_so(
+    slurm: None, names: Callable[[str], str], tmp_path: Path
+) -> None:
+    worker = names("worker")
+    cfg = _compose(
+        "cluster=slurm", f"output.dir={tmp_path}", "cluster.jobs=1", f"cluster.job_name={worker}",
+        "cluster.warm_start=true",
+    )  # fmt: skip
+
+    def started_with() -> dict:  # by value (a closure): the worker need not import the tests
+        import os
+        import sys
+
+        loaded = "genre_hpc.flow.features" in sys.modules  # before this task imports anything
+        compiled = 0
+        if loaded:
+            from genre_hpc.flow import features
+
+            compiled = len(features._spectral_shape.signatures)
+        return {"loaded": loaded, "compiled": compiled, "pid": os.getpid(), "parent": os.getppid()}
+
+    with connect(cfg) as client:
+        first = client.submit(started_with, pure=False).result(timeout=120)
+        # the nanny imported the features and loaded their compiled code, then forked this worker
+        assert first["loaded"] and first["compiled"] >= 1
+
+        # a worker that dies is forked again by its nanny, warm as the first (the task that killed it
+        # is run again there, and returns)
+        def die_in(pid: int) -> int:
+            import os
+
+            if os.getpid() == pid:
+                os._exit(1)
+            return os.getpid()
+
+        assert client.submit(die_in, first["pid"], pure=False).result(timeout=120) != first["pid"]
+        again = client.submit(started_with, pure=False).result(timeout=120)
+        assert again["pid"] != first["pid"] and again["parent"] == first["parent"]
+        assert again["loaded"] and again["compiled"] >= 1
+    _assert_no_jobs_left(worker)
+
+
+@pytest.mark.slurm
 def test_wrong_queue_fails_at_once_naming_the_keys(
     slurm: None, names: Callable[[str], str], tmp_path: Path
 ) -> None:

@@ -27,7 +27,7 @@ from genre_hpc.core.errors import ClusterError, ConfigError
 from genre_hpc.core.layout import OutputLayout
 from genre_hpc.infra import jitcache
 from genre_hpc.infra.cluster.schedulers import SCHEDULERS, Scheduler
-from genre_hpc.infra.cluster.worker_env import JOB_WORKER_ENV, PRELOAD
+from genre_hpc.infra.cluster.worker_env import FORK_ENV, JOB_WORKER_ENV, PRELOAD, WARM_NANNY
 from genre_hpc.infra.tasks import describe
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,8 @@ def cluster_kwargs(spec: DictConfig, *, out: Path, credentials: Path | None) -> 
     python = str(spec.python or sys.executable)
     lifetime, stagger = lifetime_seconds(spec)
     extra_args = ["--preload", PRELOAD]  # each worker its own copy of the primed numba cache
+    if spec.get("warm_start", False):  # the nanny loads the code and forks its worker (infra/warm_nanny)
+        extra_args += ["--preload-nanny", WARM_NANNY]
     if lifetime is not None:
         extra_args += ["--lifetime", f"{lifetime}s", "--lifetime-stagger", f"{stagger}s"]
     dashboard = spec.dashboard_address
@@ -165,6 +167,8 @@ def _prologue(spec: DictConfig, python: str, *, posix: bool) -> list[str]:
         lines.append(f'export {jitcache.PRIMED_ENV}=""')
     lines.append(f'export {jitcache.SCRATCH_ENV}="{spec.jit_scratch}"')
     lines += [f"export {name}={value}" for name, value in JOB_WORKER_ENV.items()]
+    if spec.get("warm_start", False):
+        lines.append(f"export {FORK_ENV}=fork")
     return lines + [str(line) for line in spec.job_script_prologue]
 
 

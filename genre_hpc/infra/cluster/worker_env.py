@@ -20,6 +20,9 @@ JOB_WORKER_ENV = {"MALLOC_MMAP_THRESHOLD_": str(64 * 2**20)}
 
 # Workers run this module first (Dask's --preload): each takes its own copy of the primed cache.
 PRELOAD = jitcache.__name__
+# cluster.warm_start: batch jobs' nannies run this module (--preload-nanny) and fork their worker.
+WARM_NANNY = "genre_hpc.infra.warm_nanny"
+FORK_ENV = "DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD"
 
 
 def prime_jit_cache(spec: DictConfig) -> None:
