@@ -23,7 +23,7 @@ import xgboost
 from distributed import Client, get_worker
 from omegaconf import DictConfig, OmegaConf
 from xgboost.callback import TrainingCallback
-from xgboost.dask import DaskXGBClassifier, DaskXGBRFClassifier
+from xgboost.dask import DaskXGBClassifier
 
 from genre_hpc.core.atomic import write_bytes, write_json
 from genre_hpc.core.errors import ConfigError, DatasetError, ModelError
@@ -182,7 +182,6 @@ def fit_and_evaluate(
     files: ModelFiles | None,
     fitting: Fitting | None = None,
     stage: str = "train",
-    estimator: type[DaskXGBClassifier] = DaskXGBClassifier,
     subsample_rows: int | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
@@ -194,9 +193,8 @@ def fit_and_evaluate(
     `validation_fraction` of the training side's groups (whole groups, stratified by genre, fixed
     by the split's seed) is not trained on; their rows, read by the workers, are xgboost.dask's
     eval_set, and the saved model keeps the rounds up to the best validation loss. `stage` names
-    the log lines. `estimator` may be another xgboost.dask classifier (compare's
-    DaskXGBRFClassifier); `subsample_rows` bounds the rows each round (or tree) sees, as a
-    subsample of the training rows; `seed` is the interval's bootstrap's.
+    the log lines. `subsample_rows` bounds the rows each round sees, as a subsample of the training
+    rows (compare's xgboost); `seed` is the interval's bootstrap's.
 
     The model knows the genres of the training side; a genre only the test side has is named in
     `labels_absent_from_training`, and its tracks count as wrong (no model can name it)."""
@@ -209,9 +207,7 @@ def fit_and_evaluate(
         fraction = min(float(params.get("subsample") or 1.0), subsample_rows / arrays.rows)
         params = {**params, "subsample": fraction}
 
-    # xgboost's random forest is one round of parallel trees: it takes no callbacks and no early stopping
-    clock = {} if issubclass(estimator, DaskXGBRFClassifier) else {"callbacks": [RoundClock()]}
-    model = estimator(**{**params, "early_stopping_rounds": stopping, **clock})
+    model = DaskXGBClassifier(**{**params, "early_stopping_rounds": stopping, "callbacks": [RoundClock()]})
     model.client = client
     fit_started = time.perf_counter()
     if stopping is None:
@@ -238,7 +234,7 @@ def fit_and_evaluate(
     metrics.update(
         split=data.split.summary(),
         evaluated_on=f"test side of the {data.split.label()}",
-        model={"name": f"xgboost.dask.{estimator.__name__}", "params": params, "classes": known},
+        model={"name": "xgboost.dask.DaskXGBClassifier", "params": params, "classes": known},
         labels_absent_from_training=sorted(set(data.classes) - set(known)),
         **rounds,
         **timing,

@@ -8,10 +8,10 @@ costliest first. What bounds each model (a sample of tracks for k-NN and SVM, ro
 early stopping: flow/lineup.py) is written next to its numbers.
 
 When all rows do not fit a worker (compare.engine=auto, the rule evaluate uses:
-crossval.choose_engine), the one-split comparison runs xgboost and xgboost_rf on xgboost.dask over
-the whole cluster, each worker holding its share of the rows, and the scikit-learn models, which
-train inside one worker, on a stratified sample of whole tracks of about compare.worker_rows rows;
-their rows say so.
+crossval.choose_engine), the one-split comparison runs xgboost on xgboost.dask over the whole
+cluster, each worker holding its share of the rows, and the models that train inside one worker
+(the scikit-learn models and xgboost_rf: flow/lineup.py's ON_DASK says why) on a stratified sample
+of whole tracks of about compare.worker_rows rows; their rows say so.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def run(cfg: DictConfig, client: Client, out: OutputLayout) -> pd.DataFrame:
 class Plan:
     """What every fit shares: the limits, the seed, the segment cap, the workers and their slots;
     and the engine: "tasks" (every model a task beside all rows) or "dask" (ON_DASK's models on
-    xgboost.dask, the others on at most `worker_tracks` training tracks)."""
+    xgboost.dask, the others on a sample of at most `worker_tracks` training tracks)."""
 
     limits: Limits
     seed: int
@@ -128,8 +128,8 @@ class Plan:
                 client, key="compare.engine", asked=cfg.compare.engine,
                 worker_memory=cfg.compare.worker_memory, rows=rows, fit_rows=int(per_track * len(train)),
                 features=len(data.names), tasks="every model a task beside the rows",
-                dask=(f"{', '.join(ON_DASK)} on xgboost.dask over the cluster, the scikit-learn models on "
-                      f"a sample of compare.worker_rows={cfg.compare.worker_rows:,} rows' tracks"),
+                dask=(f"{', '.join(ON_DASK)} on xgboost.dask over the cluster, the other models on a "
+                      f"sample of compare.worker_rows={cfg.compare.worker_rows:,} rows' tracks"),
             )  # fmt: skip
         return cls(
             limits=limits,
@@ -145,7 +145,7 @@ class Plan:
 
     def sample(self, name: str, tracks: pd.DataFrame) -> frozenset[str] | None:
         """The training tracks a model trains on (None: all), of the `tracks` it may use: a
-        QUADRATIC model's sample, and on the dask engine every scikit-learn model's."""
+        QUADRATIC model's sample, and on the dask engine that of every model not ON_DASK."""
         count = self.limits.sample_tracks.get(name) if name in QUADRATIC else None
         if self.engine == "dask" and name not in ON_DASK and self.worker_tracks is not None:
             count = self.worker_tracks if count is None else min(count, self.worker_tracks)
@@ -253,24 +253,21 @@ def _row(
 def _on_dask(client: Client, cfg: DictConfig, data: TrainingData, name: str, plan: Plan) -> dict[str, Any]:
     """`name` (one of ON_DASK) trained with xgboost.dask on every worker's share of the training
     rows and scored on the test side, as `train` fits its model (flow/model.py)."""
-    estimator, params, subsample_rows = on_dask(name, seed=plan.seed, limits=plan.limits)
+    params, subsample_rows = on_dask(name, seed=plan.seed, limits=plan.limits)
     fitting = model.Fitting.from_config(cfg)
-    if name not in STOPS_EARLY or not plan.limits.early_stopping_rounds:
+    if not plan.limits.early_stopping_rounds:
         fitting = dataclasses.replace(fitting, early_stopping_rounds=None)
     metrics = model.fit_and_evaluate(
         client, data, params=params, files=None, fitting=fitting, stage=f"compare: {name}",
-        estimator=estimator, subsample_rows=subsample_rows, seed=plan.seed,
+        subsample_rows=subsample_rows, seed=plan.seed,
     )  # fmt: skip
     subsample = float(metrics["model"]["params"].get("subsample") or 1.0)
-    if name == "xgboost":
-        bound = "all rows each round" if subsample == 1.0 else f"each round on a {subsample:.3g} subsample"
-        if metrics["early_stopping_rounds"] is not None:
-            bound += (
-                f"; early stopping after {metrics['early_stopping_rounds']} rounds without gain on "
-                f"{metrics['validation_tracks']:,} validation tracks; {metrics['rounds_used']} rounds"
-            )
-    else:
-        bound = f"{params['n_estimators']} trees, each on a {subsample:.3g} subsample"
+    bound = "all rows each round" if subsample == 1.0 else f"each round on a {subsample:.3g} subsample"
+    if metrics["early_stopping_rounds"] is not None:
+        bound += (
+            f"; early stopping after {metrics['early_stopping_rounds']} rounds without gain on "
+            f"{metrics['validation_tracks']:,} validation tracks"
+        )
     bound = f"xgboost.dask over {len(plan.workers)} workers, each on its share of the rows; {bound}"
     trained = {
         "fit_cpu_seconds": None,  # the cluster's, not one thread's
@@ -278,8 +275,8 @@ def _on_dask(client: Client, cfg: DictConfig, data: TrainingData, name: str, pla
         "trained_on_tracks": metrics["train_tracks"],
         "trained_on_rows": metrics["train_segments"],
         "sampled": False,
-        "rounds": metrics["rounds_used"] if name == "xgboost" else None,
-        "bound": bound,
+        "rounds": metrics["rounds_used"],
+        "bound": f"{bound}; {metrics['rounds_used']} rounds",
     }
     return _row(name, data, metrics, metrics["fit_seconds"], trained)
 
