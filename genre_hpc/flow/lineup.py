@@ -41,9 +41,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.neural_network import MLPClassifier
-from sklearn.svm import SVC
 from xgboost import XGBClassifier, XGBRFClassifier
 
+from genre_hpc.flow.kernel_svm import BlockSVC
 from genre_hpc.flow.moments import SCALE_BLOCK_ROWS, array_moments, sample_std
 from genre_hpc.flow.sampling import cap_segments
 
@@ -182,10 +182,7 @@ def _fit_model(
         watched = watched.take(known) if not known.all() else watched
         patience = limits.early_stopping_rounds if name == "xgboost" else MLP_PATIENCE
         unit = "rounds" if name == "xgboost" else "epochs"
-        bound += (
-            f"; early stopping after {patience} {unit} without gain on "
-            f"{len(set(watched.track_id)):,} validation tracks"
-        )
+        bound += "; " + stopping_text(patience, unit, len(set(watched.track_id)))
     if name == "xgboost" and watched is not None:
         fit_params["eval_set"] = [(watched.x, y_watched)]
         fit_params["verbose"] = False
@@ -323,7 +320,7 @@ def build(name: str, *, seed: int, n_rows: int, limits: Limits) -> tuple[BaseEst
     if name == "knn":
         return KNeighborsClassifier(n_neighbors=5), "", {}
     if name == "svm":
-        return SVC(C=10.0), "", {}
+        return BlockSVC(C=10.0), "", {}  # SVC that predicts with BLAS (flow/kernel_svm.py)
     if name == "random_forest":
         per_tree = _rows_per_tree(n_rows, limits.forest_rows)
         # 100 trees (scikit-learn's default): 300 fully grown trees of 16 classes held 1.5 GB
@@ -342,8 +339,7 @@ def build(name: str, *, seed: int, n_rows: int, limits: Limits) -> tuple[BaseEst
             n_estimators=300, max_depth=6, subsample=fraction, n_jobs=1, random_state=seed,
             early_stopping_rounds=rounds or None, max_bin=MAX_BIN,
         )  # fmt: skip
-        text = "all rows each round" if fraction == 1.0 else f"each round on a {fraction:.3g} subsample"
-        return boost, text, {}
+        return boost, subsample_text(fraction), {}
     if name == "xgboost_rf":
         fraction = _fraction(n_rows, limits.forest_rows, 0.8)  # 0.8: XGBRFClassifier's own default
         # 100 trees, not 300: a tree costs about the same whatever the rows (histograms over 174
@@ -378,6 +374,16 @@ def on_dask(name: str, *, seed: int, limits: Limits) -> tuple[dict[str, Any], in
     return params, limits.boost_rows
 
 
+def subsample_text(fraction: float) -> str:
+    """What bounds a boosting round's rows, as the comparison says it."""
+    return "all rows each round" if fraction == 1.0 else f"each round on a {fraction:.3g} subsample"
+
+
+def stopping_text(patience: int, unit: str, tracks: int) -> str:
+    """What ends the rounds (or epochs) of a model that stops early, as the comparison says it."""
+    return f"early stopping after {patience} {unit} without gain on {tracks:,} validation tracks"
+
+
 def _rows_per_tree(n_rows: int, cap: int | None) -> int | None:
     return cap if cap is not None and n_rows > cap else None
 
@@ -392,7 +398,7 @@ def _fraction(n_rows: int, cap: int | None, default: float) -> float:
     return min(default, cap / n_rows)
 
 
-def _calibrated_svm(svm: SVC, train: Rows, y: np.ndarray) -> CalibratedClassifierCV:
+def _calibrated_svm(svm: BlockSVC, train: Rows, y: np.ndarray) -> CalibratedClassifierCV:
     """SVC's probabilities as scikit-learn 1.9 recommends them in place of the deprecated
     SVC(probability=True): CalibratedClassifierCV(SVC(), ensemble=False), one SVC on all the rows
     and a sigmoid per class fitted to decision values from cross-validation. The folds here keep

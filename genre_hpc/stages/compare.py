@@ -43,6 +43,8 @@ from genre_hpc.flow.lineup import (
     on_dask,
     read_folds,
     read_side,
+    stopping_text,
+    subsample_text,
 )
 from genre_hpc.flow.metrics import SCORES, evaluate, fold_interval, interval_text
 from genre_hpc.flow.sampling import stratified_tracks
@@ -100,9 +102,10 @@ class Plan:
     validation_fraction: float | None
     workers: list[str]
     slots: dict[str, int]
+    rows: int = 0  # the dataset's, from its parts' metadata
     engine: str = "tasks"
     engine_reason: str = ""
-    worker_tracks: int | None = None
+    worker_tracks: int = 1
 
     @classmethod
     def of(cls, cfg: DictConfig, data: TrainingData, client: Client) -> Plan:
@@ -138,6 +141,7 @@ class Plan:
             validation_fraction=OmegaConf.select(cfg, "model.validation_fraction", default=None),
             workers=workers,
             slots={w: max(1, int(threads.get(w, 1))) for w in workers},
+            rows=rows,
             engine=engine,
             engine_reason=why,
             worker_tracks=max(1, int(cfg.compare.worker_rows / max(per_track, 1))),
@@ -147,7 +151,7 @@ class Plan:
         """The training tracks a model trains on (None: all), of the `tracks` it may use: a
         QUADRATIC model's sample, and on the dask engine that of every model not ON_DASK."""
         count = self.limits.sample_tracks.get(name) if name in QUADRATIC else None
-        if self.engine == "dask" and name not in ON_DASK and self.worker_tracks is not None:
+        if self.engine == "dask" and name not in ON_DASK:
             count = self.worker_tracks if count is None else min(count, self.worker_tracks)
         if count is None or len(tracks) <= count:
             return None
@@ -172,7 +176,7 @@ def _log_memory(client: Client, data: TrainingData, plan: Plan) -> None:
     log.info("compare: engine=%s: %s", plan.engine, plan.engine_reason)
     if plan.engine == "dask":
         return
-    rows = sum(n for _, n in data.store.parts())
+    rows = plan.rows
     held = rows * len(data.names) * 4
     limits = {w: info.get("memory_limit") for w, info in client.scheduler_info()["workers"].items()}
     limit = min((v for v in limits.values() if v), default=None)
@@ -261,13 +265,10 @@ def _on_dask(client: Client, cfg: DictConfig, data: TrainingData, name: str, pla
         client, data, params=params, files=None, fitting=fitting, stage=f"compare: {name}",
         subsample_rows=subsample_rows, seed=plan.seed,
     )  # fmt: skip
-    subsample = float(metrics["model"]["params"].get("subsample") or 1.0)
-    bound = "all rows each round" if subsample == 1.0 else f"each round on a {subsample:.3g} subsample"
-    if metrics["early_stopping_rounds"] is not None:
-        bound += (
-            f"; early stopping after {metrics['early_stopping_rounds']} rounds without gain on "
-            f"{metrics['validation_tracks']:,} validation tracks"
-        )
+    bound = subsample_text(float(metrics["model"]["params"].get("subsample") or 1.0))
+    patience = metrics["early_stopping_rounds"]
+    if patience is not None:
+        bound += "; " + stopping_text(patience, "rounds", metrics["validation_tracks"])
     bound = f"xgboost.dask over {len(plan.workers)} workers, each on its share of the rows; {bound}"
     trained = {
         "fit_cpu_seconds": None,  # the cluster's, not one thread's

@@ -146,7 +146,9 @@ def test_probabilities_predicted_a_block_at_a_time_are_those_of_all_rows_at_once
     whole = fit_model("svm", train, test, n_classes=4, seed=0, limits=Limits()).proba
     monkeypatch.setattr(lineup, "PREDICT_BLOCK_ROWS", 5)  # 36 test rows: 8 blocks, the last short
     blocked = fit_model("svm", train, test, n_classes=4, seed=0, limits=Limits()).proba
-    np.testing.assert_allclose(blocked, whole, rtol=1e-12)
+    # not bit for bit: the SVM's float32 kernel products of other shapes round differently in the
+    # last bits (flow/kernel_svm.py)
+    np.testing.assert_allclose(blocked, whole, rtol=1e-5, atol=1e-7)
 
 
 def test_svm_gives_probabilities_without_a_deprecation_warning():
