@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import xgboost
 from omegaconf import DictConfig
 
 from genre_hpc.core.atomic import write_json, write_parquet
@@ -479,8 +480,35 @@ COLUMNS = [
     "rows", "tracks", "segments_per_track", "dataset_mb", "stage", "workers", "status", "exit_code",
     "wall_s", "stage_s", "fit_s", "rounds_used", "driver_peak_rss_mb", "worker_peak_rss_mb",
     "workers_seen", "worker_peaks_mb", "track_accuracy", "accuracy_low", "accuracy_high", "accuracy_of",
-    "models", "seconds_per_round", "matrix_s", "overhead_s", "timeout_s", "overrides", "load_1min", "log",
+    "models", "seconds_per_round", "matrix_s", "overhead_s", "timeout_s", "overrides", "load_1min",
+    "machine_round_s", "log",
 ]  # fmt: skip
+
+
+# The machine's speed at the work that dominates learning, measured in the same run as the stages:
+# one thread of xgboost `hist` on fixed rows. The probe's figures came from machines of the same
+# shape (2 cores) whose rounds differed 2.7x (BENCHMARKS.md, issue 17): a stage's seconds over this
+# reference compare across them, seconds alone only within one run.
+REFERENCE_ROWS = 50_000
+REFERENCE_ROUNDS = (1, 4)
+
+
+def machine_round_seconds(seed: int = 0) -> float:
+    """Seconds of one boosting round of xgboost `hist` (16 classes, depth 6, 64 bins, one thread)
+    on REFERENCE_ROWS fixed random rows of 174 features: the difference of a fit of
+    REFERENCE_ROUNDS[1] rounds and one of REFERENCE_ROUNDS[0], so set-up cancels out."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, len(GENRES), REFERENCE_ROWS)
+    x = (rng.normal(size=(REFERENCE_ROWS, 174)) + 0.3 * y[:, None] * rng.normal(size=174)).astype(np.float32)
+    matrix = xgboost.QuantileDMatrix(x, y, max_bin=64)
+    params = {"objective": "multi:softprob", "num_class": len(GENRES), "max_depth": 6, "max_bin": 64,
+              "nthread": 1, "seed": seed}  # fmt: skip
+    took = []
+    for rounds in REFERENCE_ROUNDS:
+        started = time.perf_counter()
+        xgboost.train(params, matrix, num_boost_round=rounds)
+        took.append(time.perf_counter() - started)
+    return round((took[1] - took[0]) / (REFERENCE_ROUNDS[1] - REFERENCE_ROUNDS[0]), 3)
 
 
 def run(cfg: DictConfig, sizes: list[int], folder: Path) -> pd.DataFrame:
@@ -507,6 +535,9 @@ def run(cfg: DictConfig, sizes: list[int], folder: Path) -> pd.DataFrame:
     root = Path(str(spec.learning_root)).expanduser().resolve()
     params = config.feature_params(cfg)
     numba_cache = cfg.cluster.get("numba_cache_dir")
+    reference = machine_round_seconds()
+    log.info("bench: learning probe, this machine's reference: %.3f s a boosting round (machine_round_s: "
+             "one thread, %d rows, 16 classes)", reference, REFERENCE_ROWS)  # fmt: skip
     rows = []
     for n in sizes:
         long_tracks = n >= int(spec.learning_long_tracks_from)
@@ -516,7 +547,8 @@ def run(cfg: DictConfig, sizes: list[int], folder: Path) -> pd.DataFrame:
         shape = dataset_summary(dataset)
         size = sum(p.stat().st_size for p in dataset.features.rglob("*.parquet")) / 1024.0 / 1024.0
         common = {"rows": n, "tracks": shape["tracks"], "dataset_mb": round(size, 1), "workers": workers,
-                  "segments_per_track": shape["mean_segments_per_track"], "timeout_s": timeout}  # fmt: skip
+                  "segments_per_track": shape["mean_segments_per_track"], "timeout_s": timeout,
+                  "machine_round_s": reference}  # fmt: skip
         for stage in stages:
             row = probe_stage(dataset, stage, folder / f"learning-{n}" / stage, workers=workers,
                               timeout=timeout, overrides=overrides, numba_cache=numba_cache)  # fmt: skip

@@ -172,6 +172,8 @@ def test_the_probe_measures_each_stage_on_a_local_cluster(tmp_path, numba_cache)
     assert 1 <= rounds["train"] <= 30 and list(rounds.iloc[2:]) == [1, 3]
     first = table.iloc[2:]
     assert first.seconds_per_round.notna().all() and first.matrix_s.notna().all()
+    # the machine's reference round, measured once in the run, on every row
+    assert table.machine_round_s.nunique() == 1 and (table.machine_round_s > 0).all()
     table = table.iloc[:2]
     assert (table.rows == 2000).all() and (table.tracks == 200).all() and (table.workers == 2).all()
     for column in ("wall_s", "stage_s", "driver_peak_rss_mb", "worker_peak_rss_mb"):
