@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -164,6 +165,37 @@ SHORT_LIVES = [
     "cluster.adapt.minimum=2",
     "cluster.adapt.maximum=2",
 ]
+
+
+def logged_tracks(log: Path) -> int:
+    """The last "extract: N/M tracks" count a driver's log shows (0 before the first)."""
+    text = log.read_text() if log.is_file() else ""
+    done = re.findall(r"extract: (\d+)/\d+ tracks", text)
+    return int(done[-1]) if done else 0
+
+
+class StallDeadline:
+    """A deadline `seconds` after the last progress (`progress()` grew), not after the start: a run
+    of short-lived worker jobs takes as long as the machine's load makes each job's start-up (a
+    fixed 900-s deadline failed a run that was at 181 of 196 tracks and finishing: CI beside a
+    probe on 2 cores), but a run that stops progressing still fails, `seconds` after its last
+    track."""
+
+    def __init__(self, seconds: float, progress: Callable[[], int]) -> None:
+        self.seconds = seconds
+        self.progress = progress
+        self.best = -1
+        self.until = 0.0
+
+    def expired(self, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        count = self.progress()
+        if count > self.best:
+            self.best, self.until = count, now + self.seconds
+        return now > self.until
+
+    def __str__(self) -> str:
+        return f"{self.seconds:.0f} s without progress (last at {self.best})"
 
 
 def assert_cut_batches_resumed_with_progress(log: str, tracks: int) -> None:

@@ -22,11 +22,13 @@ from genre_hpc.infra.cluster import connect
 from ..helpers import (
     REPO,
     SHORT_LIVES,
+    StallDeadline,
     assert_cut_batches_resumed_with_progress,
     assert_every_row_once,
     dataset_rows,
     extract_stage,
     job_names,
+    logged_tracks,
     make_config,
     require_scheduler,
     scheduler_problem,
@@ -130,7 +132,11 @@ def test_worker_jobs_shorter_than_a_batch_finish_every_row_once_logging_progress
         f"cluster.job_name={worker}", driver=names("driver"), log=tmp_path / "driver.out",
     )  # fmt: skip
     workers: set[str] = set()
-    _wait(job, timeout=900, on_poll=lambda: workers.update(j for j, state in _qstat(worker) if state == "r"))
+    _wait(
+        job,
+        timeout=StallDeadline(300, lambda: logged_tracks(tmp_path / "driver.out")),
+        on_poll=lambda: workers.update(j for j, state in _qstat(worker) if state == "r"),
+    )
     seconds = time.perf_counter() - started
     _assert_completed(job, tmp_path / "driver.out")
     assert_every_row_once(out, tracks)
@@ -219,12 +225,16 @@ def _qstat(name: str) -> list[tuple[str, str]]:
     return jobs
 
 
-def _wait(job_id: str, *, timeout: float = 300, on_poll: Callable[[], None] | None = None) -> None:
-    deadline = time.monotonic() + timeout
+def _wait(
+    job_id: str, *, timeout: float | StallDeadline = 300, on_poll: Callable[[], None] | None = None
+) -> None:
+    """Until the job leaves the queue, or fail at `timeout`: seconds from now, or a StallDeadline."""
+    stall = timeout if isinstance(timeout, StallDeadline) else None
+    deadline = time.monotonic() + (0 if stall else float(timeout))
     while subprocess.run(["qstat", "-j", job_id], capture_output=True).returncode == 0:
-        if time.monotonic() > deadline:
+        if stall.expired() if stall else time.monotonic() > deadline:
             subprocess.run(["qdel", job_id], capture_output=True)
-            pytest.fail(f"job {job_id} did not finish within {timeout} s")
+            pytest.fail(f"job {job_id} did not finish: {stall or f'{timeout} s'}")
         if on_poll:
             on_poll()
         time.sleep(0.25)

@@ -21,11 +21,13 @@ from genre_hpc.infra.cluster import connect
 from ..helpers import (
     REPO,
     SHORT_LIVES,
+    StallDeadline,
     assert_cut_batches_resumed_with_progress,
     assert_every_row_once,
     dataset_rows,
     extract_stage,
     job_names,
+    logged_tracks,
     make_config,
     require_scheduler,
     scheduler_problem,
@@ -179,7 +181,7 @@ def test_worker_jobs_shorter_than_a_batch_finish_every_row_once_logging_progress
     workers: set[str] = set()
     _wait(
         job,
-        timeout=900,
+        timeout=StallDeadline(300, lambda: logged_tracks(tmp_path / "driver.out")),
         on_poll=lambda: workers.update(j for j, state, _ in _squeue(worker) if state == "RUNNING"),
     )
     seconds = time.perf_counter() - started
@@ -377,12 +379,16 @@ def _job(job_id: str) -> dict[str, str]:
     return dict(re.findall(r"(\w+)=(\S*)", done.stdout))
 
 
-def _wait(job_id: str, *, timeout: float = 300, on_poll: Callable[[], None] | None = None) -> None:
-    deadline = time.monotonic() + timeout
+def _wait(
+    job_id: str, *, timeout: float | StallDeadline = 300, on_poll: Callable[[], None] | None = None
+) -> None:
+    """Until the job leaves the queue, or fail at `timeout`: seconds from now, or a StallDeadline."""
+    stall = timeout if isinstance(timeout, StallDeadline) else None
+    deadline = time.monotonic() + (0 if stall else float(timeout))
     while _job(job_id).get("JobState") not in DONE:
-        if time.monotonic() > deadline:
+        if stall.expired() if stall else time.monotonic() > deadline:
             subprocess.run(["scancel", job_id])
-            pytest.fail(f"job {job_id} did not finish within {timeout} s")
+            pytest.fail(f"job {job_id} did not finish: {stall or f'{timeout} s'}")
         if on_poll:
             on_poll()
         time.sleep(0.25)
