@@ -30,7 +30,8 @@ FLOW_ORDER = (
     # dataset
     "dataset",
     # model
-    "split", "trainset", "sampling", "crossval", "metrics", "shares", "moments", "model", "lineup",
+    "split", "trainset", "sampling", "crossval", "metrics", "shares", "moments", "model", "kernel_svm",
+    "lineup",
     # report
     "plots", "page", "headline", "report",
 )  # fmt: skip
