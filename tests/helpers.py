@@ -198,6 +198,31 @@ class StallDeadline:
         return f"{self.seconds:.0f} s without progress (last at {self.best})"
 
 
+def wait_for_job(
+    job_id: str,
+    *,
+    finished: Callable[[str], bool],
+    cancel: list[str],
+    timeout: float | StallDeadline = 300,
+    on_poll: Callable[[], None] | None = None,
+    log: Path | None = None,
+) -> None:
+    """Until `finished(job_id)` (it left the scheduler's queue), or cancel it (`cancel` + its id) and
+    fail at `timeout`: seconds from now, or a StallDeadline. The failure quotes the tail of the
+    job's `log`, where the reason is: a job whose every start waited 60 s on a stale lock said so
+    only there, and the failure without it read "300 s without progress (last at 0)"."""
+    stall = timeout if isinstance(timeout, StallDeadline) else None
+    deadline = time.monotonic() + (0 if stall else float(timeout))
+    while not finished(job_id):
+        if stall.expired() if stall else time.monotonic() > deadline:
+            subprocess.run([*cancel, job_id], capture_output=True)
+            tail = log.read_text()[-3000:] if log and log.is_file() else "(no log)"
+            pytest.fail(f"job {job_id} did not finish: {stall or f'{timeout} s'}\n{log}:\n{tail}")
+        if on_poll:
+            on_poll()
+        time.sleep(0.25)
+
+
 def assert_cut_batches_resumed_with_progress(log: str, tracks: int) -> None:
     """The driver's log: some batch was cut by its worker's lifetime and resumed, and progress was
     logged as tracks finished, before the run's end."""

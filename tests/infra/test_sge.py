@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -33,6 +34,7 @@ from ..helpers import (
     require_scheduler,
     scheduler_problem,
     script_env,
+    wait_for_job,
 )
 
 pytestmark = pytest.mark.sge
@@ -73,7 +75,7 @@ def test_qsub_extract_equals_local_with_the_jobs_asked_for(
     def watch() -> None:
         seen.update(job_id for job_id, state in _qstat(worker) if state == "r")
 
-    _wait(job, on_poll=watch)
+    _wait(job, on_poll=watch, log=tmp_path / "driver.out")
     seconds = time.perf_counter() - submitted
     stage_seconds = extract_stage(tmp_path)["wall_seconds"]
     print(f"\nSGE extraction: {seconds:.1f} s qsub to end, stage {stage_seconds:.1f} s")
@@ -109,7 +111,7 @@ def test_qdel_of_a_worker_mid_run_keeps_every_row_exactly_once(
             subprocess.run(["qdel", running[0]], check=True, capture_output=True)
             deleted.append(running[0])
 
-    _wait(job, on_poll=delete_one_once_busy)
+    _wait(job, on_poll=delete_one_once_busy, log=tmp_path / "driver.out")
     _assert_completed(job, tmp_path / "driver.out")
     assert deleted, "the run ended before a worker could be deleted mid-run"
     assert_every_row_once(out, tracks)
@@ -136,6 +138,7 @@ def test_worker_jobs_shorter_than_a_batch_finish_every_row_once_logging_progress
         job,
         timeout=StallDeadline(300, lambda: logged_tracks(tmp_path / "driver.out")),
         on_poll=lambda: workers.update(j for j, state in _qstat(worker) if state == "r"),
+        log=tmp_path / "driver.out",
     )
     seconds = time.perf_counter() - started
     _assert_completed(job, tmp_path / "driver.out")
@@ -163,7 +166,7 @@ def test_qdel_of_the_driver_deletes_its_workers_and_credentials_and_a_rerun_fini
         time.sleep(0.25)
     subprocess.run(["qdel", job], check=True, capture_output=True)
     _assert_no_jobs_left(worker, within=15)
-    _wait(job, timeout=60)
+    _wait(job, timeout=60, log=tmp_path / "driver.out")
     assert list(tmp_path.glob(".dask-tls-*")) == []  # and deleted the credentials
     assert "submitting 2 worker jobs" in (tmp_path / "driver.out").read_text()
     # a rerun in the same output.dir picks up what the deleted run left and finishes every track once
@@ -225,19 +228,13 @@ def _qstat(name: str) -> list[tuple[str, str]]:
     return jobs
 
 
-def _wait(
-    job_id: str, *, timeout: float | StallDeadline = 300, on_poll: Callable[[], None] | None = None
-) -> None:
-    """Until the job leaves the queue, or fail at `timeout`: seconds from now, or a StallDeadline."""
-    stall = timeout if isinstance(timeout, StallDeadline) else None
-    deadline = time.monotonic() + (0 if stall else float(timeout))
-    while subprocess.run(["qstat", "-j", job_id], capture_output=True).returncode == 0:
-        if stall.expired() if stall else time.monotonic() > deadline:
-            subprocess.run(["qdel", job_id], capture_output=True)
-            pytest.fail(f"job {job_id} did not finish: {stall or f'{timeout} s'}")
-        if on_poll:
-            on_poll()
-        time.sleep(0.25)
+def _wait(job_id: str, *, log: Path, **wait: Any) -> None:
+    """Until the job leaves the queue (wait_for_job's `timeout`, `on_poll`)."""
+    wait_for_job(job_id, finished=_gone, cancel=["qdel"], log=log, **wait)
+
+
+def _gone(job_id: str) -> bool:
+    return subprocess.run(["qstat", "-j", job_id], capture_output=True).returncode != 0
 
 
 def _assert_completed(job_id: str, log: Path) -> dict[str, str]:

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -32,6 +33,7 @@ from ..helpers import (
     require_scheduler,
     scheduler_problem,
     script_env,
+    wait_for_job,
 )
 
 DONE = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL"}
@@ -379,19 +381,14 @@ def _job(job_id: str) -> dict[str, str]:
     return dict(re.findall(r"(\w+)=(\S*)", done.stdout))
 
 
-def _wait(
-    job_id: str, *, timeout: float | StallDeadline = 300, on_poll: Callable[[], None] | None = None
-) -> None:
-    """Until the job leaves the queue, or fail at `timeout`: seconds from now, or a StallDeadline."""
-    stall = timeout if isinstance(timeout, StallDeadline) else None
-    deadline = time.monotonic() + (0 if stall else float(timeout))
-    while _job(job_id).get("JobState") not in DONE:
-        if stall.expired() if stall else time.monotonic() > deadline:
-            subprocess.run(["scancel", job_id])
-            pytest.fail(f"job {job_id} did not finish: {stall or f'{timeout} s'}")
-        if on_poll:
-            on_poll()
-        time.sleep(0.25)
+def _wait(job_id: str, **wait: Any) -> None:
+    """Until the job ends (wait_for_job's `timeout`, `on_poll`); a failure quotes its output file."""
+    log = Path(_job(job_id).get("StdOut") or "no-log")
+    wait_for_job(job_id, finished=_ended, cancel=["scancel"], log=log, **wait)
+
+
+def _ended(job_id: str) -> bool:
+    return _job(job_id).get("JobState") in DONE
 
 
 def _assert_completed(job_id: str, out: Path) -> dict[str, str]:
