@@ -116,9 +116,16 @@ set_keys() {
 configure_cell() {
     local tmp; tmp=$(mktemp -d)
     # (3) jobs from root: Debian's global config refuses uids below 1000. (5) fast load reports, no mail.
+    # login_shells none: by default bash starts a job script as a login shell, which reads root's
+    # ~/.profile and ~/.bashrc, and this machine's runs `pyenv init`, whose rehash takes a lock
+    # file; a job killed inside that second (qdel, h_rt) leaves the lock, and every later job then
+    # waits 60 s for it before its first command: a worker job of a minute's walltime never
+    # started Python, and an extraction made no progress at all (CI, stop 26). Jobs here need
+    # nothing from login files: the scripts are given their Python.
     # -Mconf takes the config's name from the file name.
     qconf -sconf global >"$tmp/global"
-    set_keys "$tmp/global" min_uid 0 min_gid 0 load_report_time 00:00:10 administrator_mail none
+    set_keys "$tmp/global" min_uid 0 min_gid 0 load_report_time 00:00:10 administrator_mail none \
+        login_shells none
     differs <(qconf -sconf global) "$tmp/global" && qconf -Mconf "$tmp/global" >/dev/null
     # (5) dispatch within a second of a submission or a finished job
     qconf -ssconf >"$tmp/sched"

@@ -61,6 +61,26 @@ def names() -> Iterator[Callable[[str], str]]:
     yield from job_names(["qdel", "-f"])
 
 
+def test_a_job_starts_without_the_login_files_of_its_user(
+    sge: None, names: Callable[[str], str], tmp_path: Path
+) -> None:
+    """sge/dev-cluster.sh sets login_shells none. As a login shell, bash read root's ~/.profile and
+    ~/.bashrc (`pyenv init` on these machines) before a job's first command, and once a killed job
+    had left pyenv's rehash lock behind every job start waited 60 s: worker jobs of a minute's
+    walltime never reached Python (stop 26's CI)."""
+    script = tmp_path / "shell.sh"
+    script.write_text(
+        'shopt -q login_shell && echo login || echo not-login\necho "PYENV_SHELL=${PYENV_SHELL-}"\n'
+    )
+    out = tmp_path / "shell.out"
+    job = subprocess.run(
+        ["qsub", "-terse", "-N", names("shell"), "-S", "/bin/bash", "-j", "y", "-o", str(out), str(script)],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    _wait(job, timeout=60, log=out)
+    assert out.read_text().split() == ["not-login", "PYENV_SHELL="], out.read_text()
+
+
 def test_qsub_extract_equals_local_with_the_jobs_asked_for(
     sge: None, names: Callable[[str], str], corpus: Path, local_rows: pd.DataFrame, tmp_path: Path
 ) -> None:
