@@ -126,7 +126,12 @@ configure_cell() {
     qconf -sconf global >"$tmp/global"
     set_keys "$tmp/global" min_uid 0 min_gid 0 load_report_time 00:00:10 administrator_mail none \
         login_shells none
-    differs <(qconf -sconf global) "$tmp/global" && qconf -Mconf "$tmp/global" >/dev/null
+    if differs <(qconf -sconf global) "$tmp/global"; then
+        qconf -Mconf "$tmp/global" >/dev/null
+        # a running execd applies a changed global config some seconds later (jobs started in
+        # between still ran as login shells); restarted by cmd_start, it reads it at once
+        stop_procs sge_execd
+    fi
     # (5) dispatch within a second of a submission or a finished job
     qconf -ssconf >"$tmp/sched"
     set_keys "$tmp/sched" schedule_interval 0:0:1 flush_submit_sec 1 flush_finish_sec 1 \
