@@ -70,14 +70,11 @@ def test_a_job_starts_without_the_login_files_of_its_user(
     walltime never reached Python (stop 26's CI)."""
     script = tmp_path / "shell.sh"
     script.write_text(
+        "#$ -S /bin/bash\n#$ -j y\n"
         'shopt -q login_shell && echo login || echo not-login\necho "PYENV_SHELL=${PYENV_SHELL-}"\n'
     )
     out = tmp_path / "shell.out"
-    job = subprocess.run(
-        ["qsub", "-terse", "-N", names("shell"), "-S", "/bin/bash", "-j", "y", "-o", str(out), str(script)],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
-    _wait(job, timeout=60, log=out)
+    _wait(_qsub(str(script), driver=names("shell"), log=out), timeout=60, log=out)
     assert out.read_text().split() == ["not-login", "PYENV_SHELL="], out.read_text()
 
 

@@ -383,8 +383,8 @@ def _job(job_id: str) -> dict[str, str]:
 
 def _wait(job_id: str, **wait: Any) -> None:
     """Until the job ends (wait_for_job's `timeout`, `on_poll`); a failure quotes its output file."""
-    log = Path(_job(job_id).get("StdOut") or "no-log")
-    wait_for_job(job_id, finished=_ended, cancel=["scancel"], log=log, **wait)
+    stdout = _job(job_id).get("StdOut")
+    wait_for_job(job_id, finished=_ended, cancel=["scancel"], log=Path(stdout) if stdout else None, **wait)
 
 
 def _ended(job_id: str) -> bool:
