@@ -34,9 +34,12 @@ def long_corpus(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 @pytest.fixture(scope="session")
 def lifetime_corpus(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """Work that outlasts a worker job of `SHORT_LIVES` on this machine: two clips of 300 s, one
-    timed here, and as many hard links to each as make a batch of one genre about 90 s of one
-    core's work (twice the longest worker life), so a batch is always cut (a fixed 24 tracks fitted
-    in a worker's life when the machine was idle). Each link is extracted as a track of its own.
+    timed here, and as many hard links to each as make a batch of one genre about 60 s of one
+    core's work, 1.5 times the longest worker life (40 s: the walltime less the margin, the latest
+    retirement the stagger allows), so a batch is always cut (a fixed 24 tracks fitted in a
+    worker's life when the machine was idle). Each link is extracted as a track of its own. (90 s
+    made each batch last five worker lives on SGE, 6-8 min for the test, where two
+    suffice to show a cut batch resumed.)
 
     Timed in CPU seconds on one thread, not wall seconds: timed under a load that then went away
     (other jobs on the machine), a wall-clock calibration sized batches that SGE's workers finished
@@ -49,7 +52,7 @@ def lifetime_corpus(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     with threadpool_limits(1):  # as a worker's BLAS: Dask's nanny starts it with one thread
         started = time.process_time()
         batch_features(one, params=FeatureParams(), block_segments=10, stage="test")
-        per_genre = max(8, math.ceil(90 / (time.process_time() - started)))
+        per_genre = max(8, math.ceil(60 / (time.process_time() - started)))
     tracks = []
     for clip in clips:
         for i in range(per_genre):
