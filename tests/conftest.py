@@ -52,14 +52,3 @@ def client(numba_cache, tmp_path_factory):
     cfg = make_config("extract", [f"output.dir={out}", "cluster.n_workers=2"])
     with connect(cfg) as c:
         yield c
-
-
-def pytest_collection_modifyitems(config, items) -> None:
-    """GENRE_HPC_SKIP_LONG=1 skips the tests marked `long` (minutes on a real scheduler): .ci/run sets
-    it in its second and third legs, so they run once per CI run, in the README's leg."""
-    if os.environ.get("GENRE_HPC_SKIP_LONG", "").lower() not in ("1", "true", "yes"):
-        return
-    skip = pytest.mark.skip(reason="GENRE_HPC_SKIP_LONG is set (they run in .ci/run's first leg)")
-    for item in items:
-        if "long" in item.keywords:
-            item.add_marker(skip)

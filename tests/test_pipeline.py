@@ -107,6 +107,7 @@ def _without_timings(value):
     return value
 
 
+@pytest.mark.slow
 def test_train_run_twice_gives_the_same_model_and_metrics(pipeline):
     work, out, _ = pipeline
     runs = []
@@ -128,6 +129,7 @@ def test_run_cross_validates_by_default(pipeline):
     assert "whole tracks" in summary["protocol"]
 
 
+@pytest.mark.slow
 def test_train_and_tune_run_alone_on_the_existing_dataset(pipeline):
     work, out, _ = pipeline
     result = run_cli("train", "output.dir=out", "model.params.n_estimators=20", cwd=work)

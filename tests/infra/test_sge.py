@@ -78,6 +78,7 @@ def test_a_job_starts_without_the_login_files_of_its_user(
     assert out.read_text().split() == ["not-login", "PYENV_SHELL="], out.read_text()
 
 
+@pytest.mark.slow
 def test_qsub_extract_equals_local_with_the_jobs_asked_for(
     sge: None, names: Callable[[str], str], corpus: Path, local_rows: pd.DataFrame, tmp_path: Path
 ) -> None:
@@ -106,6 +107,7 @@ def test_qsub_extract_equals_local_with_the_jobs_asked_for(
     assert list(tmp_path.glob(".dask-tls-*")) == []  # credentials deleted
 
 
+@pytest.mark.slow
 def test_qdel_of_a_worker_mid_run_keeps_every_row_exactly_once(
     sge: None, names: Callable[[str], str], long_corpus: list[Path], tmp_path: Path
 ) -> None:
@@ -166,6 +168,7 @@ def test_worker_jobs_shorter_than_a_batch_finish_every_row_once_logging_progress
     print(f"\nshort-lived SGE workers: {seconds:.0f} s, {len(workers)} worker jobs, {extract_stage(out)}")
 
 
+@pytest.mark.slow
 def test_qdel_of_the_driver_deletes_its_workers_and_credentials_and_a_rerun_finishes(
     sge: None, names: Callable[[str], str], long_corpus: list[Path], tmp_path: Path
 ) -> None:

@@ -106,6 +106,7 @@ def test_sbatch_extract_equals_local_with_the_jobs_asked_for_on_both_nodes(
     assert list(tmp_path.glob(".dask-tls-*")) == []  # credentials deleted
 
 
+@pytest.mark.slow
 @pytest.mark.slurm
 def test_sbatch_train_trains_and_tunes_on_one_set_of_worker_jobs(
     slurm: None, names: Callable[[str], str], long_corpus: list[Path], tmp_path: Path
@@ -133,6 +134,7 @@ def test_sbatch_train_trains_and_tunes_on_one_set_of_worker_jobs(
     _assert_no_jobs_left(names("worker"))
 
 
+@pytest.mark.slow
 @pytest.mark.slurm
 def test_scancel_of_a_worker_mid_run_keeps_every_row_exactly_once(
     slurm: None, names: Callable[[str], str], long_corpus: list[Path], tmp_path: Path
@@ -195,6 +197,7 @@ def test_worker_jobs_shorter_than_a_batch_finish_every_row_once_logging_progress
     print(f"\nshort-lived SLURM workers: {seconds:.0f} s, {len(workers)} worker jobs, {extract_stage(out)}")
 
 
+@pytest.mark.slow
 @pytest.mark.slurm
 def test_cancelling_the_driver_cancels_its_workers(
     slurm: None, names: Callable[[str], str], long_corpus: list[Path], tmp_path: Path

@@ -95,6 +95,7 @@ def test_compare_fits_every_model_as_tasks_on_the_cluster(evaluated, corpus, cli
     assert (evaluated / "compare" / "grouped" / "comparison.png").read_bytes()[:8] == PNG
 
 
+@pytest.mark.slow
 def test_random_segments_is_labelled_leaky_wherever_it_is_reported(evaluated, corpus, client):
     leaky_out = evaluated.parent / "eval-leaky"
     shutil.copytree(evaluated, leaky_out, dirs_exist_ok=True)
@@ -127,6 +128,7 @@ def test_report_page_names_every_figure_and_every_figure_is_a_png(evaluated, cor
     assert "track accuracy" in html and "held-out tracks" in html
 
 
+@pytest.mark.slow
 def test_without_evaluate_the_headline_is_the_held_out_figure_named_by_its_split(evaluated, corpus):
     out = evaluated.parent / "eval-held-out"
     shutil.copytree(evaluated, out, ignore=shutil.ignore_patterns("evaluate", "report"), dirs_exist_ok=True)
