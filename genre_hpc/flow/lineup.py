@@ -41,7 +41,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.neural_network import MLPClassifier
-from xgboost import XGBClassifier, XGBRFClassifier
+from xgboost import XGBClassifier
 
 from genre_hpc.flow.kernel_svm import BlockSVC
 from genre_hpc.flow.moments import SCALE_BLOCK_ROWS, array_moments, sample_std
@@ -344,10 +344,14 @@ def build(name: str, *, seed: int, n_rows: int, limits: Limits) -> tuple[BaseEst
         fraction = _fraction(n_rows, limits.forest_rows, 0.8)  # 0.8: XGBRFClassifier's own default
         # 100 trees, not 300: a tree costs about the same whatever the rows (histograms over 174
         # features x 256 bins per node, depth 8, one tree per class), so 300 trees took 28-82 s on
-        # the demo's 800 rows, the longest fit of the lineup
-        forest = XGBRFClassifier(
-            n_estimators=100, max_depth=8, subsample=fraction, n_jobs=1, random_state=seed, max_bin=MAX_BIN
-        )
+        # the demo's 800 rows, the longest fit of the lineup.
+        # XGBRFClassifier's forest, built as it builds it (one round of parallel trees, learning
+        # rate 1, its colsample_bynode and lambda): xgboost 3.4 deprecates that class
+        forest = XGBClassifier(
+            n_estimators=1, num_parallel_tree=100, learning_rate=1.0, subsample=fraction,
+            colsample_bynode=0.8, reg_lambda=1e-5, max_depth=8, n_jobs=1, random_state=seed,
+            max_bin=MAX_BIN,
+        )  # fmt: skip
         return forest, f"100 trees, each on a {fraction:.3g} subsample", {}
     raise KeyError(name)
 

@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import xgboost
 from distributed import get_task_stream
 
 from genre_hpc.flow import headline, lineup, moments, report
@@ -258,6 +259,23 @@ def test_compares_boosted_models_bin_their_features_as_the_trained_model_does():
     for name in ("xgboost", "xgboost_rf"):
         estimator, _, _ = lineup.build(name, seed=0, n_rows=1000, limits=Limits())
         assert estimator.get_params()["max_bin"] == lineup.MAX_BIN == trained
+
+
+def test_xgboost_rf_is_the_forest_xgbrfclassifier_grows_without_its_deprecation():
+    # xgboost 3.4 deprecates XGBRFClassifier (a FutureWarning on every compare); the lineup builds
+    # the same forest on XGBClassifier: the same probabilities, and no warning on any version
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(300, 12)).astype(np.float32), rng.integers(0, 3, 300)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # XGBRFClassifier warns when it is made
+        forest, _, _ = lineup.build("xgboost_rf", seed=0, n_rows=300, limits=Limits(forest_rows=200))
+        forest.fit(x, y)
+    params = {k: forest.get_params()[k] for k in ("max_depth", "subsample", "random_state", "max_bin")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        reference = xgboost.XGBRFClassifier(n_estimators=100, n_jobs=1, **params).fit(x, y)
+    assert params["subsample"] == pytest.approx(200 / 300)
+    np.testing.assert_array_equal(forest.predict_proba(x), reference.predict_proba(x))
 
 
 def test_rows_too_large_for_a_worker_run_xgboost_on_xgboost_dask_and_sample_the_rest(
