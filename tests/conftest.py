@@ -36,6 +36,15 @@ def numba_cache() -> Path:
 
 
 @pytest.fixture(scope="session")
+def primed_numba_cache(numba_cache) -> Path:
+    """The same cache, compiled before the test starts: for tests that time what comes after (the
+    first run of a session compiles for about a minute)."""
+    from genre_hpc.infra import jitcache
+
+    return jitcache.prime(numba_cache)
+
+
+@pytest.fixture(scope="session")
 def small_corpus(tmp_path_factory) -> Path:
     """10 genres x 5 clips x 6 s (two 3-s segments each)."""
     root = tmp_path_factory.mktemp("corpus")

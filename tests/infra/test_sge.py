@@ -203,7 +203,7 @@ def test_qdel_of_the_driver_deletes_its_workers_and_credentials_and_a_rerun_fini
 
 
 def test_wrong_queue_fails_at_once_naming_the_keys(
-    sge: None, names: Callable[[str], str], tmp_path: Path
+    sge: None, names: Callable[[str], str], tmp_path: Path, primed_numba_cache: Path
 ) -> None:
     worker = names("worker")
     overrides = ["cluster=sge", f"output.dir={tmp_path}", "cluster.queue=no-such-queue"]
@@ -216,6 +216,29 @@ def test_wrong_queue_fails_at_once_naming_the_keys(
     ):
         pass
     assert time.perf_counter() - started < 30
+    assert _qstat(worker) == []
+
+
+def test_worker_jobs_that_end_without_connecting_stop_the_wait_at_once_quoting_their_log(
+    sge: None, names: Callable[[str], str], tmp_path: Path, primed_numba_cache: Path
+) -> None:
+    """A finished Grid Engine job leaves qstat at once: the driver stops waiting for workers when every
+    job it submitted has gone, and quotes the job's log (<job_name>.o<id>: dask-jobqueue joins stderr
+    to stdout with `-j y`)."""
+    worker = names("worker")
+    overrides = [
+        "cluster=sge", f"output.dir={tmp_path}", "cluster.jobs=2", "cluster.connect_timeout=600",
+        "cluster.job_script_prologue=['echo module-not-found: gcc/99 >&2','exit 3']",
+    ]  # fmt: skip
+    cfg = make_config("extract", [*overrides, f"cluster.job_name={worker}"])
+    config.check(cfg)
+    started = time.perf_counter()
+    with pytest.raises(ClusterError) as raised, connect(cfg):
+        pass
+    message = str(raised.value)
+    assert time.perf_counter() - started < 120, message
+    assert message.startswith("every worker job ended without a Dask worker connecting"), message
+    assert re.search(rf"\b{re.escape(worker)}\.o\d+: module-not-found: gcc/99", message), message
     assert _qstat(worker) == []
 
 

@@ -302,7 +302,7 @@ def test_a_warm_started_worker_is_forked_with_the_feature_code_loaded_and_is_res
 
 @pytest.mark.slurm
 def test_wrong_queue_fails_at_once_naming_the_keys(
-    slurm: None, names: Callable[[str], str], tmp_path: Path
+    slurm: None, names: Callable[[str], str], tmp_path: Path, primed_numba_cache: Path
 ) -> None:
     worker = names("worker")
     cfg = _compose(
@@ -332,6 +332,29 @@ def test_workers_that_never_connect_time_out_and_are_cancelled(
         connect(cfg),
     ):
         pass
+    _assert_no_jobs_left(worker)
+
+
+@pytest.mark.slurm
+def test_worker_jobs_that_end_without_connecting_stop_the_wait_at_once_quoting_their_log(
+    slurm: None, names: Callable[[str], str], tmp_path: Path, primed_numba_cache: Path
+) -> None:
+    """A worker job that cannot start its worker (a wrong module, Python or venv) ends in seconds;
+    the driver says so from its log instead of waiting connect_timeout (10 minutes by default)."""
+    worker = names("worker")
+    cfg = _compose(
+        "cluster=slurm", f"output.dir={tmp_path}", "cluster.jobs=2", "cluster.connect_timeout=600",
+        "cluster.job_script_prologue=['echo module-not-found: gcc/99 >&2','exit 3']",
+        f"cluster.job_name={worker}",
+    )  # fmt: skip
+    started = time.perf_counter()
+    with pytest.raises(ClusterError) as raised, connect(cfg):
+        pass
+    message = str(raised.value)
+    assert time.perf_counter() - started < 120, message
+    assert message.startswith("every worker job ended without a Dask worker connecting"), message
+    assert message.count("FAILED NonZeroExitCode") == 2, message
+    assert "module-not-found: gcc/99" in message and "cluster.job_script_prologue" in message, message
     _assert_no_jobs_left(worker)
 
 

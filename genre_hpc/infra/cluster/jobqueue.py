@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import shutil
 import signal
 import sys
@@ -246,20 +247,78 @@ def _preflight(cluster: Any, spec: DictConfig) -> None:
         row.preflight(cluster.job_script(), _worker_keys(row))
 
 
+# Seconds between the driver's looks at its worker jobs while none has connected: soon at first (a
+# job that cannot start its worker ends within seconds), then rarely enough to spare the scheduler.
+FIRST_LOOK_S, LONGEST_LOOK_S = 2.0, 30.0
+
+
 def _wait_for_first_worker(client: Client, cluster: Any, spec: DictConfig) -> None:
+    """Return once a worker has connected. Stop at once, quoting their logs, when every worker job has
+    ended without connecting (where the scheduler can say, `Scheduler.ended`); otherwise after
+    cluster.connect_timeout, naming the jobs' states and the keys to check."""
+    row = SCHEDULERS[spec.kind]
+    logs = Path(cluster._dummy_job.log_directory)
+    deadline = time.monotonic() + spec.connect_timeout
+    look, told, states = FIRST_LOOK_S, set(), None
+    while True:
+        try:
+            client.wait_for_workers(1, timeout=max(0.1, min(look, deadline - time.monotonic())))
+            return
+        except (TimeoutError, asyncio.TimeoutError):
+            pass
+        look = min(2 * look, LONGEST_LOOK_S)
+        ids = sorted(
+            (str(job.job_id) for job in cluster.workers.values() if getattr(job, "job_id", None)),
+            key=lambda i: (len(i), i),  # numeric ids in submission order
+        )
+        states = row.states(ids) if (row.states and ids) else None
+        if states is not None and row.ended is not None:
+            over = [i for i in ids if row.ended(states.get(i))]
+            for job_id in sorted(set(over) - told):
+                log.warning(
+                    "dask: worker job %s ended without connecting (%s); its log: %s",
+                    job_id, states.get(job_id, "gone"), _log_tail(logs, job_id),
+                )  # fmt: skip
+                told.add(job_id)
+            if len(over) == len(ids) and not client.nthreads():  # nthreads asks the scheduler now
+                raise ClusterError(
+                    f"every worker job ended without a Dask worker connecting "
+                    f"({_job_states(ids, states)}); "
+                    f"the last lines of job {ids[0]}'s log: {_log_tail(logs, ids[0])}. Fix what it says "
+                    f"(often cluster.python, cluster.job_script_prologue or cluster.interface); all logs "
+                    f"are in {logs}"
+                )
+        if time.monotonic() >= deadline:
+            break
+    state = f"worker jobs: {_job_states(ids, states)}" if ids else "no worker job could be submitted"
+    raise ClusterError(
+        f"no Dask worker connected within cluster.connect_timeout={spec.connect_timeout} s ({state}). "
+        f"Pending jobs: check {_worker_keys(row)}; running jobs that never connect: check "
+        f"cluster.interface and the worker logs in {logs}"
+    ) from None
+
+
+def _job_states(ids: list[str], states: dict[str, str] | None) -> str:
+    if states is None:  # the scheduler cannot say
+        return ", ".join(ids)
+    return "; ".join(f"{i} {states.get(i, 'gone')}" for i in ids)
+
+
+def _log_tail(folder: Path, job_id: str, lines: int = 3) -> str:
+    """The last `lines` non-empty lines of the job's log files (stderr first), for a message."""
+    pattern = re.compile(rf"(?<!\d){re.escape(job_id)}(?!\d)")
     try:
-        client.wait_for_workers(1, timeout=spec.connect_timeout)
-    except (TimeoutError, asyncio.TimeoutError):
-        row = SCHEDULERS[spec.kind]
-        ids = [str(job.job_id) for job in cluster.workers.values() if getattr(job, "job_id", None)]
-        state = "no worker job could be submitted"
-        if ids:
-            state = "worker jobs: " + (row.states(ids) if row.states else ", ".join(ids))
-        raise ClusterError(
-            f"no Dask worker connected within cluster.connect_timeout={spec.connect_timeout} s ({state}). "
-            f"Pending jobs: check {_worker_keys(row)}; running jobs that never connect: check "
-            f"cluster.interface and the worker logs in {cluster._dummy_job.log_directory}"
-        ) from None
+        files = [path for path in folder.iterdir() if pattern.search(path.name) and path.is_file()]
+    except OSError:
+        files = []
+    # SLURM's -<id>.err, SGE's .e<id>: errors first
+    files.sort(key=lambda path: (not re.search(r"\.(err|e\d+)$", path.name), path.name))
+    tails = []
+    for path in files:
+        text = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+        if text:
+            tails.append(f"{path.name}: " + " | ".join(text[-lines:]))
+    return " / ".join(tails)[-1500:] if tails else f"none yet in {folder}"
 
 
 @contextmanager

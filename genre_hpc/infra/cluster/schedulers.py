@@ -50,8 +50,11 @@ class Scheduler:
     directives: tuple[str, ...] = ()
     # raise ClusterError naming the keys to check if the scheduler refuses the worker job script
     preflight: Callable[[str, str], None] | None = None
-    # "id STATE reason" for worker job ids, for the message when no worker connects
-    states: Callable[[list[str]], str] | None = None
+    # {id: "STATE reason"} of worker job ids the scheduler lists (None: it cannot be asked), and
+    # whether a state (None: not listed) means the job is over: the driver stops waiting for workers
+    # once every job is over, and says why
+    states: Callable[[list[str]], dict[str, str] | None] | None = None
+    ended: Callable[[str | None], bool] | None = None
     # signals the scheduler sends before it kills a job (besides SIGTERM): the driver then ends
     # cleanly, deleting its worker jobs
     notice_signals: tuple[str, ...] = ()
@@ -62,13 +65,14 @@ class Scheduler:
 SCHEDULERS: dict[str, Scheduler] = {
     "slurm": Scheduler(
         "SLURMCluster", "sbatch", slurm.walltime_seconds, account="account",
-        preflight=slurm.preflight, states=slurm.states,
+        preflight=slurm.preflight, states=slurm.states, ended=slurm.ended,
     ),
     # SGE's queue shell, not the #! line, runs a job script (posix_compliant): ask for bash
     "sge": Scheduler(
         "SGECluster", "qsub", lambda w: clock_seconds(w, fields="hms"), account="project",
         own_keys=("resource_spec",), directives=("-S /bin/bash",),
-        preflight=sge.preflight, states=sge.states, notice_signals=("SIGUSR2",),  # qsub -notify
+        preflight=sge.preflight, states=sge.states, ended=sge.ended,
+        notice_signals=("SIGUSR2",),  # qsub -notify
     ),
     "pbs": Scheduler(
         "PBSCluster", "qsub", lambda w: clock_seconds(w, fields="hms"), account="account",

@@ -20,14 +20,21 @@ def preflight(job_script: str, keys: str) -> None:
         raise ClusterError(f"Grid Engine refuses the worker job ({message}): check {keys}")
 
 
-def states(ids: list[str]) -> str:
-    """'id state; ...' of Grid Engine jobs from `qstat` (qw pending, r running, E error; 'gone' once
-    they have left it)."""
+def states(ids: list[str]) -> dict[str, str] | None:
+    """{id: state} of the Grid Engine jobs qstat lists (qw pending, r running, Eqw in error); None
+    when qstat cannot be asked. A finished job leaves qstat's list at once."""
     done = subprocess.run(["qstat", "-u", "*"], capture_output=True, text=True)
+    if done.returncode != 0:
+        return None
     wanted = set(ids)
-    found = [
-        f"{fields[0]} {fields[4]}"
+    return {
+        fields[0]: fields[4]
         for fields in (line.split() for line in done.stdout.splitlines()[2:])
         if len(fields) > 4 and fields[0] in wanted
-    ]
-    return "; ".join(found) or "gone"
+    }
+
+
+def ended(state: str | None) -> bool:
+    """Whether a job in `state` (None: finished) will never run a worker: gone, or held in error (E),
+    which only an administrator's `qmod -cj` releases."""
+    return state is None or "E" in state

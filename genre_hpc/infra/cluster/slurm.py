@@ -1,4 +1,5 @@
-"""What only SLURM needs: its time format, `sbatch --test-only` of a worker job, its jobs' states."""
+"""What only SLURM needs: its time format, `sbatch --test-only` of a worker job, its jobs' states and
+which of them are over."""
 
 from __future__ import annotations
 
@@ -37,9 +38,26 @@ def preflight(job_script: str, keys: str) -> None:
         raise ClusterError(f"SLURM refuses the worker job ({message}): check {keys}")
 
 
-def states(ids: list[str]) -> str:
-    """'id STATE reason; ...' of SLURM jobs, from squeue ('gone' once they have left it)."""
+# What squeue calls a job that is over (`squeue -t all` lists them for MinJobAge, then forgets them)
+ENDED = frozenset({
+    "BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY",
+    "PREEMPTED", "REVOKED", "SPECIAL_EXIT", "TIMEOUT",
+})  # fmt: skip
+
+
+def states(ids: list[str]) -> dict[str, str] | None:
+    """{id: "STATE reason"} of the SLURM jobs squeue still knows (ended ones too, for a while); None
+    when squeue cannot be asked (a job missing from the answer has left SLURM's memory)."""
     done = subprocess.run(
-        ["squeue", "-h", "-j", ",".join(ids), "-o", "%i %T %r"], capture_output=True, text=True
+        ["squeue", "-h", "-t", "all", "-j", ",".join(ids), "-o", "%i %T %r"], capture_output=True, text=True
     )
-    return "; ".join(done.stdout.split("\n")).strip("; ") or "gone"
+    if done.returncode != 0:
+        # every id forgotten is an error to squeue; anything else (slurmctld busy or down) says nothing
+        return {} if "Invalid job id" in done.stderr else None
+    rows = (line.split(maxsplit=1) for line in done.stdout.splitlines() if line.strip())
+    return {row[0]: " ".join(row[1:]) for row in rows}
+
+
+def ended(state: str | None) -> bool:
+    """Whether a job in `state` (None: unknown to squeue) will never run a worker."""
+    return state is None or state.split()[0] in ENDED
