@@ -45,6 +45,7 @@ print(*names)
 """
 
 
+@pytest.mark.slow  # 25 s; what the wheel holds does not depend on the versions installed
 def test_a_wheel_installs_a_genre_hpc_that_runs_from_its_own_files(tmp_path: Path) -> None:
     # Every other test runs from the editable install, which finds any file of the source tree: a
     # module or config the wheel leaves out is missing only from a user's `pip install genre-hpc`.
