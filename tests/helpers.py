@@ -126,6 +126,25 @@ def job_names(cancel: list[str]) -> Iterator[Callable[[str], str]]:
         subprocess.run([*cancel, job_name], capture_output=True)
 
 
+# Worker jobs that end at once without starting a worker, as a wrong module or venv makes them
+FAILING_PROLOGUE = "cluster.job_script_prologue=['echo module-not-found: gcc/99 >&2','exit 3']"
+
+
+def ended_without_connecting(cfg) -> str:
+    """connect(cfg) to worker jobs that end without connecting (FAILING_PROLOGUE, connect_timeout
+    600 s): it must stop long before the timeout, saying so. Its message, for more checks."""
+    from genre_hpc.core.errors import ClusterError
+    from genre_hpc.infra.cluster import connect
+
+    started = time.perf_counter()
+    with pytest.raises(ClusterError) as raised, connect(cfg):
+        pass
+    message = str(raised.value)
+    assert time.perf_counter() - started < 120, message
+    assert message.startswith("every worker job ended without a Dask worker connecting"), message
+    return message
+
+
 def script_env() -> dict[str, str]:
     """The environment of a driver script: it runs the test's own interpreter, and conftest's
     GENRE_HPC_NUMBA_CACHE is inherited, so numba's code is primed once per session, not per output.dir."""

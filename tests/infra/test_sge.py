@@ -21,12 +21,14 @@ from genre_hpc.infra import config
 from genre_hpc.infra.cluster import connect
 
 from ..helpers import (
+    FAILING_PROLOGUE,
     REPO,
     SHORT_LIVES,
     StallDeadline,
     assert_cut_batches_resumed_with_progress,
     assert_every_row_once,
     dataset_rows,
+    ended_without_connecting,
     extract_stage,
     job_names,
     logged_tracks,
@@ -226,18 +228,10 @@ def test_worker_jobs_that_end_without_connecting_stop_the_wait_at_once_quoting_t
     job it submitted has gone, and quotes the job's log (<job_name>.o<id>: dask-jobqueue joins stderr
     to stdout with `-j y`)."""
     worker = names("worker")
-    overrides = [
-        "cluster=sge", f"output.dir={tmp_path}", "cluster.jobs=2", "cluster.connect_timeout=600",
-        "cluster.job_script_prologue=['echo module-not-found: gcc/99 >&2','exit 3']",
-    ]  # fmt: skip
-    cfg = make_config("extract", [*overrides, f"cluster.job_name={worker}"])
+    overrides = ["cluster=sge", f"output.dir={tmp_path}", "cluster.jobs=2", FAILING_PROLOGUE]
+    cfg = make_config("extract", [*overrides, "cluster.connect_timeout=600", f"cluster.job_name={worker}"])
     config.check(cfg)
-    started = time.perf_counter()
-    with pytest.raises(ClusterError) as raised, connect(cfg):
-        pass
-    message = str(raised.value)
-    assert time.perf_counter() - started < 120, message
-    assert message.startswith("every worker job ended without a Dask worker connecting"), message
+    message = ended_without_connecting(cfg)
     assert re.search(rf"\b{re.escape(worker)}\.o\d+: module-not-found: gcc/99", message), message
     assert _qstat(worker) == []
 
