@@ -20,7 +20,9 @@ if "GENRE_HPC_NUMBA_CACHE" not in os.environ:
     atexit.register(shutil.rmtree, os.environ["GENRE_HPC_NUMBA_CACHE"], ignore_errors=True)
 # This process (it calls librosa to check our features) takes a private copy of that cache if it is
 # primed already, else compiles into an empty one of its own (about 40 s); never into one that
-# another process writes. Before anything imports librosa (see jitcache).
+# another process writes. Before anything imports librosa (see jitcache). With a primed copy it also
+# reads (and may add to) the primed bytecode, as every worker does, and its child processes inherit
+# GENRE_HPC_JIT_PRIMED: the same folder they would prime themselves.
 jitcache.use(jitcache.primed_folder(os.environ["GENRE_HPC_NUMBA_CACHE"]))
 
 import pytest  # noqa: E402

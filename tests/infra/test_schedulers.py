@@ -159,3 +159,34 @@ def test_cfg_job_prints_the_scheduler_config(kind: str) -> None:
     for key in ("jobs: 2", "cores: 1", "memory: 2GB", "queue: null", "account: null", "security: true"):
         assert key in shown, shown
     assert {"lsf": "walltime: 01:00", "htcondor": "disk: 1GB"}.get(kind, "walltime: 01:00:00") in shown
+
+
+def test_a_worker_job_is_over_only_when_its_scheduler_can_say_so() -> None:
+    # SLURM lists ended jobs for MinJobAge (squeue -t all); a job it never listed may run on another
+    # cluster (--clusters) or not be visible yet, so only one it listed before is over when unlisted
+    over = SCHEDULERS["slurm"].ended
+    assert not over("PENDING BeginTime", False) and not over("RUNNING None", True)
+    assert over("FAILED NonZeroExitCode", False) and over("TIMEOUT TimeLimit", True)
+    assert not over("REVOKED None", True)  # a federated sibling: the job runs elsewhere
+    assert not over(None, False) and over(None, True)
+    assert not over("", True)
+    # Grid Engine lists a job from qsub's return until it ends; Eqw never runs without an admin
+    over = SCHEDULERS["sge"].ended
+    assert not over("qw", False) and not over("r", True)
+    assert over("Eqw", True) and over(None, False)
+    assert all(SCHEDULERS[kind].ended is None for kind in ("pbs", "lsf", "htcondor", "oar"))
+
+
+def test_a_job_s_log_tail_quotes_its_own_files_errors_first(tmp_path: Path) -> None:
+    (tmp_path / "genre-hpc-worker-12.out").write_text("starting\n")
+    (tmp_path / "genre-hpc-worker-12.err").write_text("a\n\nmodule: command not found\n\n")
+    (tmp_path / "genre-hpc-worker-123.err").write_text("another job\n")
+    (tmp_path / "run12-5.err").write_text("job 5 of a job named run12\n")
+    (tmp_path / "genre-hpc-worker.o12").write_text("Grid Engine's log\n")
+    tail = jobqueue._log_tail(tmp_path, "12", lines=2)
+    assert tail == (
+        "genre-hpc-worker-12.err: a | module: command not found / "
+        "genre-hpc-worker-12.out: starting / genre-hpc-worker.o12: Grid Engine's log"
+    )
+    assert jobqueue._log_tail(tmp_path, "5") == "run12-5.err: job 5 of a job named run12"
+    assert jobqueue._log_tail(tmp_path / "missing", "12").startswith("none yet in ")

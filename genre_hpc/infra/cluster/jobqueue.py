@@ -253,13 +253,13 @@ FIRST_LOOK_S, LONGEST_LOOK_S = 2.0, 30.0
 
 
 def _wait_for_first_worker(client: Client, cluster: Any, spec: DictConfig) -> None:
-    """Return once a worker has connected. Stop at once, quoting their logs, when every worker job has
+    """Return once a worker has connected. Stop early, quoting a job's log, once every worker job has
     ended without connecting (where the scheduler can say, `Scheduler.ended`); otherwise after
     cluster.connect_timeout, naming the jobs' states and the keys to check."""
     row = SCHEDULERS[spec.kind]
     logs = Path(cluster._dummy_job.log_directory)
     deadline = time.monotonic() + spec.connect_timeout
-    look, told, states = FIRST_LOOK_S, set(), None
+    look, told, listed, states = FIRST_LOOK_S, set(), set(), None
     while True:
         try:
             client.wait_for_workers(1, timeout=max(0.1, min(look, deadline - time.monotonic())))
@@ -267,13 +267,18 @@ def _wait_for_first_worker(client: Client, cluster: Any, spec: DictConfig) -> No
         except (TimeoutError, asyncio.TimeoutError):
             pass
         look = min(2 * look, LONGEST_LOOK_S)
+        # A copy, as the cluster's event loop changes the dict, and no name for it: a job object that
+        # outlives the cluster's close (in this frame, kept by the traceback of the error raised
+        # below) fails SpecCluster's check that each job it made is closed, which dask-jobqueue's
+        # Job.close never marks; only the WeakSet of made jobs dropping it lets that check pass.
         ids = sorted(
-            (str(job.job_id) for job in cluster.workers.values() if getattr(job, "job_id", None)),
+            (str(job.job_id) for job in list(cluster.workers.values()) if getattr(job, "job_id", None)),
             key=lambda i: (len(i), i),  # numeric ids in submission order
         )
         states = row.states(ids) if (row.states and ids) else None
         if states is not None and row.ended is not None:
-            over = [i for i in ids if row.ended(states.get(i))]
+            over = [i for i in ids if row.ended(states.get(i), i in listed)]
+            listed.update(states)
             for job_id in sorted(set(over) - told):
                 log.warning(
                     "dask: worker job %s ended without connecting (%s); its log: %s",
@@ -285,8 +290,9 @@ def _wait_for_first_worker(client: Client, cluster: Any, spec: DictConfig) -> No
                     f"every worker job ended without a Dask worker connecting "
                     f"({_job_states(ids, states)}); "
                     f"the last lines of job {ids[0]}'s log: {_log_tail(logs, ids[0])}. Fix what it says "
-                    f"(often cluster.python, cluster.job_script_prologue or cluster.interface); all logs "
-                    f"are in {logs}"
+                    f"(often cluster.python, cluster.job_script_prologue or cluster.interface; "
+                    f"cluster.walltime or cluster.memory if a state says TIMEOUT or OUT_OF_MEMORY); "
+                    f"all logs are in {logs}"
                 )
         if time.monotonic() >= deadline:
             break
@@ -306,16 +312,18 @@ def _job_states(ids: list[str], states: dict[str, str] | None) -> str:
 
 def _log_tail(folder: Path, job_id: str, lines: int = 3) -> str:
     """The last `lines` non-empty lines of the job's log files (stderr first), for a message."""
-    pattern = re.compile(rf"(?<!\d){re.escape(job_id)}(?!\d)")
+    # SLURM writes <job_name>-<id>.err and .out; Grid Engine <job_name>.o<id> (and .e<id>)
+    pattern = re.compile(rf"(-{re.escape(job_id)}\.(err|out)|\.[eo]{re.escape(job_id)})$")
+    tails = []
     try:
-        files = [path for path in folder.iterdir() if pattern.search(path.name) and path.is_file()]
+        files = sorted(path for path in folder.iterdir() if pattern.search(path.name))
     except OSError:
         files = []
-    # SLURM's -<id>.err, SGE's .e<id>: errors first
-    files.sort(key=lambda path: (not re.search(r"\.(err|e\d+)$", path.name), path.name))
-    tails = []
-    for path in files:
-        text = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    for path in sorted(files, key=lambda path: not re.search(r"(\.err|\.e\d+)$", path.name)):
+        try:
+            text = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+        except OSError:  # gone, or unreadable, on a shared filesystem: the message still goes out
+            continue
         if text:
             tails.append(f"{path.name}: " + " | ".join(text[-lines:]))
     return " / ".join(tails)[-1500:] if tails else f"none yet in {folder}"

@@ -51,10 +51,10 @@ class Scheduler:
     # raise ClusterError naming the keys to check if the scheduler refuses the worker job script
     preflight: Callable[[str, str], None] | None = None
     # {id: "STATE reason"} of worker job ids the scheduler lists (None: it cannot be asked), and
-    # whether a state (None: not listed) means the job is over: the driver stops waiting for workers
-    # once every job is over, and says why
+    # whether a state (None: not listed; listed before or not) means the job is over: the driver
+    # stops waiting for workers once every job is over, and says why
     states: Callable[[list[str]], dict[str, str] | None] | None = None
-    ended: Callable[[str | None], bool] | None = None
+    ended: Callable[[str | None, bool], bool] | None = None
     # signals the scheduler sends before it kills a job (besides SIGTERM): the driver then ends
     # cleanly, deleting its worker jobs
     notice_signals: tuple[str, ...] = ()

@@ -21,9 +21,12 @@ def preflight(job_script: str, keys: str) -> None:
 
 
 def states(ids: list[str]) -> dict[str, str] | None:
-    """{id: state} of the Grid Engine jobs qstat lists (qw pending, r running, Eqw in error); None
-    when qstat cannot be asked. A finished job leaves qstat's list at once."""
-    done = subprocess.run(["qstat", "-u", "*"], capture_output=True, text=True)
+    """{id: state} of this user's Grid Engine jobs that qstat lists (qw pending, r running, Eqw in
+    error); None when qstat cannot be asked."""
+    try:
+        done = subprocess.run(["qstat"], capture_output=True, text=True, errors="replace", timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
     if done.returncode != 0:
         return None
     wanted = set(ids)
@@ -34,7 +37,8 @@ def states(ids: list[str]) -> dict[str, str] | None:
     }
 
 
-def ended(state: str | None) -> bool:
-    """Whether a job in `state` (None: finished) will never run a worker: gone, or held in error (E),
-    which only an administrator's `qmod -cj` releases."""
+def ended(state: str | None, listed_before: bool) -> bool:
+    """Whether a job in `state` will never run a worker: gone from qstat's list (qsub returns once
+    the job is registered, and a finished job leaves the list at once), or held in error (E), which
+    only an administrator's `qmod -cj` releases."""
     return state is None or "E" in state

@@ -38,26 +38,35 @@ def preflight(job_script: str, keys: str) -> None:
         raise ClusterError(f"SLURM refuses the worker job ({message}): check {keys}")
 
 
-# What squeue calls a job that is over (`squeue -t all` lists them for MinJobAge, then forgets them)
+# What squeue calls a job that is over (`squeue -t all` lists them for MinJobAge, then forgets them).
+# Not REVOKED: that is the sibling record of a federated job that runs on another cluster.
 ENDED = frozenset({
     "BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY",
-    "PREEMPTED", "REVOKED", "SPECIAL_EXIT", "TIMEOUT",
+    "PREEMPTED", "SPECIAL_EXIT", "TIMEOUT",
 })  # fmt: skip
 
 
 def states(ids: list[str]) -> dict[str, str] | None:
-    """{id: "STATE reason"} of the SLURM jobs squeue still knows (ended ones too, for a while); None
-    when squeue cannot be asked (a job missing from the answer has left SLURM's memory)."""
-    done = subprocess.run(
-        ["squeue", "-h", "-t", "all", "-j", ",".join(ids), "-o", "%i %T %r"], capture_output=True, text=True
-    )
+    """{id: "STATE reason"} of the SLURM jobs squeue knows (ended ones too, for MinJobAge); None when
+    squeue cannot be asked."""
+    try:
+        done = subprocess.run(
+            ["squeue", "-h", "-t", "all", "-j", ",".join(ids), "-o", "%i %T %r"],
+            capture_output=True, text=True, errors="replace", timeout=30,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
     if done.returncode != 0:
-        # every id forgotten is an error to squeue; anything else (slurmctld busy or down) says nothing
+        # ids it does not know are an error to squeue; anything else (slurmctld busy or down) says nothing
         return {} if "Invalid job id" in done.stderr else None
     rows = (line.split(maxsplit=1) for line in done.stdout.splitlines() if line.strip())
     return {row[0]: " ".join(row[1:]) for row in rows}
 
 
-def ended(state: str | None) -> bool:
-    """Whether a job in `state` (None: unknown to squeue) will never run a worker."""
-    return state is None or state.split()[0] in ENDED
+def ended(state: str | None, listed_before: bool) -> bool:
+    """Whether a job in `state` will never run a worker. A job squeue does not list (None) is over
+    only if it listed it before: one it never listed may belong to another cluster (`--clusters`)
+    or not be visible yet."""
+    if state is None:
+        return listed_before
+    return bool(state.split()) and state.split()[0] in ENDED
