@@ -192,6 +192,10 @@ def dask_setup(worker: object = None) -> None:
         except Exception:
             raise SystemExit(f"genre-hpc: no numba cache of its own for this worker: {exc}") from exc
         log.warning("numba: %s; this worker compiles into an empty cache of its own", exc)
+    if worker is not None and hasattr(worker, "heartbeat"):  # a Worker, not a Nanny or a pool
+        from genre_hpc.infra.worker_logs import quiet_heartbeat_at_close
+
+        quiet_heartbeat_at_close(worker)
 
 
 def warm_process() -> None:
