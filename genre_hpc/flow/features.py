@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import functools
 
-import bottleneck as bn
 import librosa
 import numba
 import numpy as np
 import scipy.fft
 import scipy.sparse
 
+from genre_hpc.flow import medians
 from genre_hpc.flow.params import FeatureParams
 
 
@@ -436,47 +436,6 @@ def _tempo(onset_envelope: np.ndarray, sr: int, hop: int, ac_size: float = 8.0) 
     return librosa.feature.tempo(tg=mean[..., None], sr=sr, hop_length=hop)[:, 0]
 
 
-def _median(x: np.ndarray, size: int, axis: int) -> np.ndarray:
-    """Centred running median with scipy.ndimage's 'reflect' edges, O(n log size).
-
-    bottleneck's running median is trailing and far faster than scipy's median_filter,
-    which dominates librosa's HPSS. A 9-wide median (the default band kernel) takes a fifth of
-    bottleneck's time as a sorting network of elementwise minima and maxima.
-    """
-    half = size // 2
-    pad = [(0, 0)] * x.ndim
-    pad[axis] = (half, half)
-    # numpy's 'symmetric' is scipy's 'reflect' (the edge sample is repeated)
-    padded = np.pad(x, pad, mode="symmetric")
-    if size == 9:
-        return _median9(padded, axis)
-    out = bn.move_median(padded, size, axis=axis)
-    keep = [slice(None)] * x.ndim
-    keep[axis] = slice(2 * half, None)
-    return out[tuple(keep)]
-
-
-# Devillard's (Paeth's) median-of-9 network: after these 19 exchanges wire 4 holds the median
-_MEDIAN9 = ((1, 2), (4, 5), (7, 8), (0, 1), (3, 4), (6, 7), (1, 2), (4, 5), (7, 8), (0, 3),
-            (5, 8), (4, 7), (3, 6), (1, 4), (2, 5), (4, 7), (4, 2), (6, 4), (4, 2))  # fmt: skip
-
-
-def _median9(padded: np.ndarray, axis: int) -> np.ndarray:
-    """Running median of 9 along `axis` of an array padded by 4 on both sides (exact: a selection)."""
-    n = padded.shape[axis] - 8
-    index = [slice(None)] * padded.ndim
-    wires = []
-    for k in range(9):
-        index[axis] = slice(k, k + n)
-        wires.append(padded[tuple(index)].copy())
-    spare = np.empty_like(wires[0])
-    for i, j in _MEDIAN9:
-        np.minimum(wires[i], wires[j], out=spare)
-        np.maximum(wires[i], wires[j], out=wires[j])
-        wires[i], spare = spare, wires[i]
-    return wires[4]
-
-
 def _hpss_rms(mel: np.ndarray, rms: np.ndarray, params: FeatureParams) -> tuple[np.ndarray, np.ndarray]:
     """Frame RMS of the harmonic and the percussive component.
 
@@ -485,8 +444,8 @@ def _hpss_rms(mel: np.ndarray, rms: np.ndarray, params: FeatureParams) -> tuple[
     horizontal/vertical separation for a few percent of librosa's cost. The component's
     share of each frame's energy scales the frame's RMS.
     """
-    harm = _median(mel, params.hpss_kernel_frames, axis=-1)
-    perc = _median(mel, params.hpss_kernel_bands, axis=-2)
+    harm = medians.running_median(mel, params.hpss_kernel_frames, axis=-1)
+    perc = medians.running_median(mel, params.hpss_kernel_bands, axis=-2)
     mask_h = _softmask(harm, perc)
     energy = mel.sum(axis=-2)
     share_h = np.divide((mel * mask_h).sum(axis=-2), energy, out=np.full_like(energy, 0.5), where=energy > 0)
