@@ -250,13 +250,16 @@ def _power_to_db(power: np.ndarray, *, amin: float, top_db: float = 80.0) -> np.
 
 
 def _mean_db(power: np.ndarray, *, amin: float, top_db: float = 80.0) -> np.ndarray:
-    """`_power_to_db(power).mean(axis=-2)` with one log per bin: clip in the power domain first."""
+    """`_power_to_db(power).mean(axis=-2)` with one log per bin: clip in the power domain first.
+
+    The natural log, scaled: numpy's float32 `log` is SIMD code and its `log10` is not (3.7x
+    slower here, and the largest single cost of the features before)."""
     peak = _max_over_bins(power).max(axis=-1)[:, None, None]
     floor = np.maximum(np.maximum(peak, amin) * np.float32(10.0 ** (-top_db / 10.0)), amin)
     clipped = np.maximum(power, floor.astype(power.dtype))
-    np.log10(clipped, out=clipped)
+    np.log(clipped, out=clipped)
     # a sum along the middle axis: einsum's is ~4x faster than numpy's reduction there
-    return np.float32(10.0 / power.shape[-2]) * np.einsum("ift->it", clipped)
+    return np.float32(10.0 / np.log(10.0) / power.shape[-2]) * np.einsum("ift->it", clipped)
 
 
 def _melspectrogram(power: np.ndarray, sr: int, n_fft: int, n_mels: int) -> np.ndarray:
