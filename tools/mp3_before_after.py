@@ -8,6 +8,9 @@ turns file by file keeps the ratios on a loaded machine, where seconds do not ho
 
     genre-hpc bench output.dir=/tmp/b bench.extraction=false 'bench.mp3_clips=[1,2]'   # writes the clips
     python tools/mp3_before_after.py /tmp/b/bench-corpus-mp3/30s --before 6974aac --end-to-end 20
+
+`--features-before COMMIT` adds the package end to end with `genre_hpc/flow/features.py` as it was at
+COMMIT (and this tree's decode path), in the same turns.
 """
 
 from __future__ import annotations
@@ -23,17 +26,17 @@ from pathlib import Path
 import soundfile as sf
 from threadpoolctl import threadpool_limits
 
-from genre_hpc.flow import audio, features, reference
+from genre_hpc.flow import audio, features, reference, track
 from genre_hpc.flow.params import FeatureParams
 from genre_hpc.flow.track import track_features
 
 
-def old_audio(commit: str):
-    source = subprocess.run(["git", "show", f"{commit}:genre_hpc/flow/audio.py"], check=True,
+def old_module(commit: str, name: str = "audio"):
+    source = subprocess.run(["git", "show", f"{commit}:genre_hpc/flow/{name}.py"], check=True,
                             capture_output=True, text=True, cwd=Path(__file__).parent).stdout  # fmt: skip
-    path = Path(tempfile.mkdtemp()) / "audio_before.py"
+    path = Path(tempfile.mkdtemp()) / f"{name}_before.py"
     path.write_text(source)
-    spec = importlib.util.spec_from_file_location("audio_before", path)
+    spec = importlib.util.spec_from_file_location(f"{name}_before", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
@@ -60,21 +63,22 @@ def main() -> None:
     parser.add_argument("--before", default="6974aac")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--end-to-end", type=int, default=0, metavar="N", help="also end to end on N clips")
+    parser.add_argument("--features-before", metavar="COMMIT", help="also with features.py at COMMIT")
     args = parser.parse_args()
     paths = sorted(str(p) for p in Path(args.folder).glob("*/*.mp3"))
-    before = old_audio(args.before)
+    before = old_module(args.before)
     params = FeatureParams()
     segmenting = {"sample_rate": params.sample_rate, "segment_samples": params.segment_samples,
                   "min_samples": params.min_samples, "block_segments": 10}  # fmt: skip
     now_decode = audio._decode
 
-    def package(decode):
+    def package(decode, feature_module=features):
         def run(path: str) -> None:
-            audio._decode = decode
+            audio._decode, track.features = decode, feature_module
             try:
                 track_features(path, params=params, block_segments=10)
             finally:
-                audio._decode = now_decode
+                audio._decode, track.features = now_decode, features
 
         return run
 
@@ -101,6 +105,10 @@ def main() -> None:
                 f"genre-hpc, decode path at {args.before}": package(before._decode),
                 "genre-hpc now": package(now_decode),
             }
+            if args.features_before:
+                old_features = old_module(args.features_before, "features")
+                old_features.warm_up()
+                methods[f"genre-hpc, features at {args.features_before}"] = package(now_decode, old_features)
             for method in methods.values():
                 method(chosen[0])  # warm-up
             spent = in_turns(methods, chosen, 1)
