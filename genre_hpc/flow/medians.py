@@ -5,7 +5,8 @@ frequency of every segment's mel spectrogram; they were the largest cost of the 
 For those two sizes the median is a selection network (Batcher's odd-even merge sort, pruned
 to the exchanges that reach the middle wire) run elementwise, vectorised along the other
 axis: straight-line minima and maxima that LLVM turns into SIMD code (3.7x faster than
-bottleneck's double heap for 31 frames, 9x for 9 bands). numba needs one function per size
+bottleneck's double heap for 31 frames; 9x faster for 9 bands than a network of whole-array
+numpy minima and maxima, which needs a temporary per exchange). numba needs one function per size
 written out in full, so `median_kernels.py` is generated from `kernel_source()`; every other
 size uses bottleneck. Both are exact: a median of an odd count is one of the values.
 """
