@@ -56,5 +56,11 @@ class FeatureParams:
         for key in ("n_mels", "n_mfcc", "hpss_kernel_frames", "hpss_kernel_bands"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"features.{key}", "must be a positive integer")
+        for key in ("hpss_kernel_frames", "hpss_kernel_bands"):
+            # a median of an even count has no middle value: librosa's median filter takes the
+            # upper one, an average the mean of both; an odd kernel leaves no such choice
+            size = getattr(self, key)
+            if size % 2 == 0:
+                raise ConfigError(f"features.{key}", f"{size} is even", "use an odd size, e.g. 31 or 9")
         if self.n_mfcc > self.n_mels:
             raise ConfigError("features.n_mfcc", "cannot exceed features.n_mels")

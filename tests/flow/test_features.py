@@ -77,7 +77,7 @@ def test_features_match_librosa_called_per_segment(name):
 
 @pytest.mark.parametrize("name", sorted(SIGNALS))
 def test_spectrogram_is_librosas_stft_magnitude(name):
-    """librosa's values (a float64 FFT rounded to float32, within 2 ulps of each bin), in C order.
+    """librosa's values (a float64 FFT rounded to float32, within a few ulps of each bin), in C order.
     A float32 FFT is 1.7x faster but puts a floor of about 1e-7 of the peak under every bin, and
     the spectral bandwidths of order 3 and 4 of a pure tone weigh that floor (p4: 300 Hz, not 234)."""
     y = SIGNALS[name]()

@@ -46,11 +46,34 @@ def test_running_median_is_scipys_median_filter_as_librosa_calls_it(size, axis):
     np.testing.assert_array_equal(medians.running_median(x, size, axis=axis), expected)
 
 
-def test_running_median_of_a_window_wider_than_the_series():
+@pytest.mark.parametrize("size", [31, 7])
+def test_running_median_of_a_window_wider_than_the_series(size):
     # 31 frames of a 12-frame series: the reflected edges fill the window. (scipy 1.17's
-    # median_filter answers NaN for some windows more than twice the series' length.)
-    x = _spectrogram_like((2, 6, 12), seed=1)
-    np.testing.assert_array_equal(medians.running_median(x, 31, axis=-1), _median_of_windows(x, 31, -1))
+    # median_filter answers NaN or wrong values for some windows over twice the series' length.)
+    x = _spectrogram_like((2, 6, 3), seed=1)
+    np.testing.assert_array_equal(medians.running_median(x, size, axis=-1), _median_of_windows(x, size, -1))
+
+
+@pytest.mark.parametrize("size", [9, 31, 1])
+@pytest.mark.parametrize(
+    "make, axis",
+    [
+        (lambda x: x[0, 0], 0),  # one series
+        (lambda x: x[0], -1),  # 2-d
+        (lambda x: x[None].astype(np.float64), 2),  # 4-d, float64
+        (lambda x: x[:, ::2, ::-1], 1),  # not contiguous
+    ],
+)
+def test_running_median_of_other_shapes_and_dtypes(size, make, axis):
+    x = make(_spectrogram_like((3, 40, 50), seed=2))
+    got = medians.running_median(x, size, axis=axis)
+    assert got.shape == x.shape and got.dtype == x.dtype
+    np.testing.assert_array_equal(got, _median_of_windows(x, size, axis))
+
+
+def test_running_median_needs_an_odd_size():
+    with pytest.raises(ValueError, match="odd"):
+        medians.running_median(np.zeros((2, 5), np.float32), 4, axis=-1)
 
 
 def test_network_of_nine_selects_the_median_of_every_binary_input():

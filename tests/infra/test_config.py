@@ -45,6 +45,8 @@ def test_every_option_of_every_group_composes(group, option, tmp_path):
         ("features.min_seconds=0.01", "features.min_seconds"),
         ("features.sample_rate=abc", "features.sample_rate"),
         ("features.n_mfcc=500", "features.n_mfcc"),
+        ("features.hpss_kernel_frames=30", "features.hpss_kernel_frames"),
+        ("features.hpss_kernel_bands=8", "features.hpss_kernel_bands"),
         ("split.test_fraction=1.5", "split.test_fraction"),
         ("search.cv_folds=1", "search.cv_folds"),
         ("search.grid.max_depth=3", "search.grid.max_depth"),
