@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
 import soundfile as sf
@@ -31,7 +32,7 @@ from genre_hpc.flow.params import FeatureParams
 from genre_hpc.flow.track import track_features
 
 
-def old_module(commit: str, name: str = "audio"):
+def old_module(commit: str, name: str = "audio") -> types.ModuleType:
     source = subprocess.run(["git", "show", f"{commit}:genre_hpc/flow/{name}.py"], check=True,
                             capture_output=True, text=True, cwd=Path(__file__).parent).stdout  # fmt: skip
     path = Path(tempfile.mkdtemp()) / f"{name}_before.py"
