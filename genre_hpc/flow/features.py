@@ -10,19 +10,22 @@ chroma filter banks rebuilt per call, deltas, reductions along a middle axis) th
 definition is computed in fewer passes. Two features are defined differently on purpose:
 HPSS runs on the mel spectrogram (see `_hpss_rms`), and chroma uses one tuning per track, the
 median of the per-segment estimates that librosa would make (see `estimate_tuning`).
+
+Nothing here imports librosa: its windows, filter banks and operators come from flow/banks, and
+its few per-call steps (MFCC, dB, onset strength, normalisation, the tempo pick) are written out
+below, so that a new worker's first track does not wait about 1.3 s for librosa's modules.
 """
 
 from __future__ import annotations
 
 import functools
 
-import librosa
 import numba
 import numpy as np
 import scipy.fft
 import scipy.sparse
 
-from genre_hpc.flow import medians
+from genre_hpc.flow import banks, medians
 from genre_hpc.flow.params import FeatureParams
 
 
@@ -58,8 +61,10 @@ def spectrogram(segments: np.ndarray, *, params: FeatureParams) -> np.ndarray:
     n_fft, hop = params.n_fft, params.hop_length
     n_frames = 1 + y.shape[-1] // hop
     padded = np.pad(y, ((0, 0), (n_fft // 2, n_fft // 2)))
-    frames = librosa.util.frame(padded, frame_length=n_fft, hop_length=hop)[..., :n_frames]
-    window = librosa.filters.get_window("hann", n_fft, fftbins=True)[:, None]
+    # librosa.util.frame: (segments, n_fft, frames) views of the padded signal
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft, axis=-1)[:, ::hop][:, :n_frames]
+    frames = frames.transpose(0, 2, 1)
+    window = banks.hann(n_fft)[:, None]
     out = np.empty((len(y), 1 + n_fft // 2, n_frames), dtype=np.float32)
     for i in range(len(y)):
         spectrum = scipy.fft.rfft(window * frames[i], axis=-2)
@@ -76,7 +81,7 @@ def segment_tunings(power: np.ndarray, params: FeatureParams) -> np.ndarray:
     peaks, and the histograms of all segments are one count.
     """
     sr, n_fft = params.sample_rate, params.n_fft
-    freqs = librosa.fft_frequencies(sr=sr, n_fft=n_fft)
+    freqs = banks.fft_frequencies(sr=sr, n_fft=n_fft)
     inside = np.flatnonzero((freqs >= _TUNING_FMIN) & (freqs < min(_TUNING_FMAX, sr / 2)))
     lo, hi = int(inside[0]), int(inside[-1]) + 1  # lo >= 1 and hi < n_bins: neighbours exist
     band = power[:, lo - 1 : hi + 1, :]
@@ -101,7 +106,7 @@ def segment_tunings(power: np.ndarray, params: FeatureParams) -> np.ndarray:
     keep = mag >= threshold[seg]
     seg, pitch = seg[keep], pitch[keep]
     # librosa.pitch_tuning(resolution=0.01): the residual's histogram peak, for all segments at once
-    residual = np.mod(12 * librosa.hz_to_octs(pitch), 1.0)
+    residual = np.mod(12 * banks.hz_to_octs(pitch), 1.0)
     residual[residual >= 0.5] -= 1.0
     edges = np.linspace(-0.5, 0.5, 101)
     # np.histogram's bin of a value is the last edge at or below it (the last bin is closed)
@@ -183,16 +188,17 @@ def compute(
         tuning = float(np.median(segment_tunings(power, params)))
     n_frames = spec.shape[-1]
 
-    freqs = librosa.fft_frequencies(sr=sr, n_fft=n_fft).astype(np.float32)
+    freqs = banks.fft_frequencies(sr=sr, n_fft=n_fft).astype(np.float32)
     shape = np.empty((5, *power.shape[::2]), dtype=np.float32)
     _spectral_shape(spec, freqs, np.float32(0.85), shape)
     centroid, bw2, bw3, bw4, rolloff = shape
     mel = _melspectrogram(power, sr, n_fft, params.n_mels)
     mel_db = _power_to_db(mel, amin=1e-10)
-    mfcc = librosa.feature.mfcc(S=mel_db, n_mfcc=params.n_mfcc)
+    # librosa.feature.mfcc(S=mel_db): the orthonormal DCT-II over the bands, its first coefficients
+    mfcc = scipy.fft.dct(mel_db, axis=-2, type=2, norm="ortho")[:, : params.n_mfcc, :]
     rms = _rms(y, n_fft, hop, n_frames)
     harmonic, percussive = _hpss_rms(mel, rms, params)
-    flux = librosa.onset.onset_strength(S=mel_db, sr=sr, hop_length=hop, n_fft=n_fft)
+    flux = _onset_strength(mel_db, n_fft=n_fft, hop=hop)
     crossings = _crossings(y)
 
     frame_level = [
@@ -237,7 +243,7 @@ def _delta(x: np.ndarray, *, order: int) -> np.ndarray:
 @functools.lru_cache(maxsize=16)
 def _delta_operator(n_frames: int, order: int) -> np.ndarray:
     # row k is the delta of a series that is 1 at frame k and 0 elsewhere
-    operator = librosa.feature.delta(np.eye(n_frames), order=order)
+    operator = banks.delta_operator(n_frames, order)
     operator.flags.writeable = False
     return operator
 
@@ -245,7 +251,7 @@ def _delta_operator(n_frames: int, order: int) -> np.ndarray:
 def _power_to_db(power: np.ndarray, *, amin: float, top_db: float = 80.0) -> np.ndarray:
     """librosa.power_to_db per segment: its `top_db` floor is relative to each segment's peak,
     where librosa's own call on a stack would take the peak of the whole stack."""
-    db = librosa.power_to_db(power, amin=amin, top_db=None)
+    db = 10.0 * np.log10(np.maximum(amin, power))  # librosa.power_to_db(ref=1.0, top_db=None)
     return np.maximum(db, db.max(axis=(-2, -1), keepdims=True) - top_db)
 
 
@@ -272,21 +278,27 @@ def _melspectrogram(power: np.ndarray, sr: int, n_fft: int, n_mels: int) -> np.n
 def _mel_basis(sr: int, n_fft: int, n_mels: int) -> scipy.sparse.csr_array:
     # librosa builds it on every call (1.6 ms); each FFT bin feeds at most two triangular bands,
     # so 2 % of the dense (n_mels, bins) product is not a multiplication by zero
-    return scipy.sparse.csr_array(librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels))
+    return scipy.sparse.csr_array(banks.mel(sr=sr, n_fft=n_fft, n_mels=n_mels))
 
 
 def _chroma(power: np.ndarray, sr: int, n_fft: int, tuning: float) -> np.ndarray:
     """librosa.feature.chroma_stft(S=power, tuning=tuning) with a cached filter bank, and a batched
     matrix product where its einsum copies the spectrogram into another layout first."""
     raw = np.matmul(_chroma_filter(sr, n_fft, float(tuning)), power)
-    return librosa.util.normalize(raw, norm=np.inf, axis=-2)
+    # librosa.util.normalize(norm=np.inf, axis=-2): each frame over its peak, in float64, where
+    # the peak is at least the smallest float32 (a silent frame stays as it is)
+    peak = np.max(np.abs(raw).astype(float), axis=-2, keepdims=True)
+    peak[peak < np.finfo(raw.dtype).tiny] = 1.0
+    normalized = np.empty_like(raw)
+    normalized[:] = raw / peak
+    return normalized
 
 
 @functools.lru_cache(maxsize=128)
 def _chroma_filter(sr: int, n_fft: int, tuning: float) -> np.ndarray:
     # a track's tuning is a median of librosa's 0.01-wide histogram bins: a few hundred values at
     # most, so a few filter banks serve a whole corpus
-    bank = librosa.filters.chroma(sr=sr, n_fft=n_fft, tuning=tuning)
+    bank = banks.chroma(sr=sr, n_fft=n_fft, tuning=tuning)
     bank.flags.writeable = False  # shared by every call with this tuning
     return bank
 
@@ -420,12 +432,12 @@ def _tempo(onset_envelope: np.ndarray, sr: int, hop: int, ac_size: float = 8.0) 
     One segment at a time keeps the float64 spectra in cache (a quarter faster than the stack).
     The prior and the peak pick are librosa's.
     """
-    win_length = int(librosa.time_to_frames(ac_size, sr=sr, hop_length=hop))
+    win_length = int(ac_size * sr) // hop  # librosa.time_to_frames: whole samples, then whole hops
     n_frames = onset_envelope.shape[-1]
     half = win_length // 2
     padded = np.pad(onset_envelope, ((0, 0), (half, half)), mode="linear_ramp", end_values=[0, 0])
     windows = np.lib.stride_tricks.sliding_window_view(padded, win_length, axis=-1)[:, :n_frames]
-    hann = librosa.filters.get_window("hann", win_length, fftbins=True)
+    hann = banks.hann(win_length)
     n_pad = scipy.fft.next_fast_len(2 * win_length - 1, real=True)
     mean_power = np.empty((len(padded), n_pad // 2 + 1))
     for i in range(len(padded)):
@@ -436,7 +448,23 @@ def _tempo(onset_envelope: np.ndarray, sr: int, hop: int, ac_size: float = 8.0) 
         weight = 1.0 / (np.where(energy < np.finfo(energy.dtype).tiny, 1.0, energy) * n_frames)
         mean_power[i] = weight @ (spectrum.real**2 + spectrum.imag**2)
     mean = scipy.fft.irfft(mean_power, n=n_pad, axis=-1)[:, :win_length]
-    return librosa.feature.tempo(tg=mean[..., None], sr=sr, hop_length=hop)[:, 0]
+    # librosa.feature.tempo(tg=mean): the lag whose autocorrelation, weighted by the prior, is highest
+    bpms, logprior = _tempo_prior(win_length, sr, hop)
+    return bpms[np.argmax(np.log1p(1e6 * mean) + logprior, axis=-1)]
+
+
+@functools.lru_cache(maxsize=4)
+def _tempo_prior(win_length: int, sr: int, hop: int) -> tuple[np.ndarray, np.ndarray]:
+    return banks.tempo_log_prior(win_length=win_length, sr=sr, hop_length=hop)
+
+
+def _onset_strength(mel_db: np.ndarray, *, n_fft: int, hop: int) -> np.ndarray:
+    """librosa.onset.onset_strength(S=mel_db, n_fft=n_fft, hop_length=hop) per segment: the mean
+    over bands of each band's rise since the last frame, delayed by half a frame to centre it."""
+    rise = np.maximum(0.0, mel_db[..., 1:] - mel_db[..., :-1])
+    envelope = np.mean(rise, axis=-2)
+    delay = 1 + n_fft // (2 * hop)
+    return np.pad(envelope, [(0, 0), (delay, 0)], mode="constant")[..., : mel_db.shape[-1]]
 
 
 def _hpss_rms(mel: np.ndarray, rms: np.ndarray, params: FeatureParams) -> tuple[np.ndarray, np.ndarray]:

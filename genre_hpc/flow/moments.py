@@ -1,7 +1,7 @@
 """Column means and spreads of float rows, a block of rows at a time in float64, combined in order.
 
 Light on purpose (numpy and pandas only): the config check imports the lineup, which uses these,
-before the numba cache is set up, so nothing here may import librosa.
+before the numba cache is set up, so nothing here may import numba code (jitcache.JIT_MODULES).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ So no two processes ever write one cache directory:
 - `use` gives the calling process a private copy of that folder (hard links, so it costs
   milliseconds; numba replaces files by rename, so writing a copy never touches the primed
   original). A function the primer missed is compiled into the private copy, costing time, never a
-  crash. Dask workers call it through the `dask_setup` preload hook before they import librosa.
+  crash. Dask workers call it through the `dask_setup` preload hook before they import numba code.
 
 The primer also leaves Python's own bytecode of every module a worker imports in ``pyc/`` of the
 folder, and workers read it through ``sys.pycache_prefix`` (PYTHONPYCACHEPREFIX). An environment
@@ -139,17 +139,17 @@ def use(primed: str | os.PathLike | None, scratch: str | os.PathLike | None = No
 
     Copies go to `scratch`, else $GENRE_HPC_JIT_SCRATCH, else a ``proc`` folder beside `primed`
     (else ``genre-hpc-numba`` in the temporary folder); `scratch` holds nothing else. Must run
-    before librosa is imported: numba fixes a function's cache folder when the function is
-    decorated. A second call in one process keeps the first copy, and so does a process forked
-    after its parent imported librosa (cluster.warm_start's workers, forked by a nanny that loaded
-    the compiled code): its functions are bound to the parent's copy, which the parent, waiting
-    for its child, no longer writes to.
+    before any of `JIT_MODULES` is imported: numba fixes a function's cache folder when the
+    function is decorated. A second call in one process keeps the first copy, and so does a
+    process forked after its parent imported one of them (cluster.warm_start's workers, forked by
+    a nanny that loaded the compiled code): its functions are bound to the parent's copy, which
+    the parent, waiting for its child, no longer writes to.
     """
     global _private
-    if _private is not None and (_private[0] == os.getpid() or "librosa" in sys.modules):
+    if _private is not None and (_private[0] == os.getpid() or _jit_code_imported()):
         return _private[1]
-    if "librosa" in sys.modules:
-        raise JitCacheError("jitcache.use() must run before librosa is imported")
+    if imported := _jit_code_imported():
+        raise JitCacheError(f"jitcache.use() must run before {imported} is imported")
     base = scratch or os.environ.get(SCRATCH_ENV)
     if not base:
         base = Path(primed).parent / "proc" if primed else Path(tempfile.gettempdir()) / "genre-hpc-numba"
@@ -177,6 +177,14 @@ def use(primed: str | os.PathLike | None, scratch: str | os.PathLike | None = No
     atexit.register(shutil.rmtree, private, ignore_errors=True)
     _private = (os.getpid(), private)
     return private
+
+
+# Modules that decorate numba functions with cache=True when imported (each takes its cache folder then)
+JIT_MODULES = ("librosa", "genre_hpc.flow.features", "genre_hpc.flow.median_kernels")
+
+
+def _jit_code_imported() -> str | None:
+    return next((name for name in JIT_MODULES if name in sys.modules), None)
 
 
 def dask_setup(worker: object = None) -> None:

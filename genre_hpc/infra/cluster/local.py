@@ -41,6 +41,6 @@ def _local(spec: DictConfig) -> LocalCluster:
         dashboard_address=spec.dashboard_address,
         # the scheduler is only for this machine: do not listen on every interface
         host="127.0.0.1",
-        # each worker process takes its own copy of the primed numba cache before importing librosa
+        # each worker process takes its own copy of the primed numba cache before importing numba code
         preload=[PRELOAD],
     )
