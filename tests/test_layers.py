@@ -26,7 +26,7 @@ FLOW_ORDER = (
     # corpus and audio
     "audio", "metadata", "demo", "corpus", "validation",
     # features
-    "median_kernels", "medians", "features", "reference", "track", "parity",
+    "banks", "median_kernels", "medians", "features", "reference", "track", "parity",
     # dataset
     "dataset",
     # model
