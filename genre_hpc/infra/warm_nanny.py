@@ -12,6 +12,9 @@ well.
 
 from __future__ import annotations
 
+import os
+import signal
+
 from genre_hpc.infra import jitcache
 
 
@@ -20,3 +23,16 @@ def dask_setup(nanny: object = None) -> None:
     from genre_hpc.flow import features
 
     features.warm_up()
+    os.register_at_fork(after_in_child=spawned_signal_handlers)
+
+
+def spawned_signal_handlers() -> None:
+    """Give a forked worker the SIGTERM and SIGINT handling of a spawned one (a new interpreter's).
+
+    It would otherwise inherit the nanny's: distributed's handler, which in the child only pokes
+    the nanny's event loop (a copy that does not run there), so the worker ignored SIGTERM. The
+    SIGTERM that scancel or the walltime sends to every process of the job then left it running
+    until its nanny killed it 8 s later, in every warm-started job on the dev SLURM.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -298,6 +298,21 @@ def test_a_warm_started_worker_is_forked_with_the_feature_code_loaded_and_is_res
         again = client.submit(started_with, pure=False).result(timeout=120)
         assert again["pid"] != first["pid"] and again["parent"] == first["parent"]
         assert again["loaded"] and again["compiled"] >= 1
+
+        # SIGTERM (scancel's, the walltime's) ends a forked worker as it ends a spawned one; with
+        # the nanny's handler inherited, the worker ignored it and this task returned its own pid
+        def terminated_in(pid: int) -> int:
+            import os
+            import signal
+            import time
+
+            if os.getpid() == pid:
+                os.kill(pid, signal.SIGTERM)
+                time.sleep(20)
+            return os.getpid()
+
+        third = client.submit(terminated_in, again["pid"], pure=False).result(timeout=120)
+        assert third != again["pid"]
     _assert_no_jobs_left(worker)
 
 
