@@ -102,8 +102,9 @@ def delta_operator(n_frames: int, order: int, width: int = 9) -> np.ndarray:
     librosa's delta is scipy's Savitzky-Golay filter (polynomial order = derivative order, mode
     "interp"): inside, each frame gets the derivative at the centre of the least-squares
     polynomial through the `width` frames around it; near either end, the derivative of the
-    polynomial through the first (last) `width` frames, a constant. Each step is scipy's own
-    (savgol_coeffs, convolve1d, the edge fit), so D equals librosa's bit for bit.
+    polynomial through the first (last) `width` frames, a constant. Each step is done as scipy
+    1.17 does it (savgol_coeffs, convolve1d, the edge fit), so D equals librosa's bit for bit
+    there; scipy 1.18's own polyfit moves a few edge weights by an ulp.
     """
     if n_frames < width:
         raise ValueError(f"delta needs at least {width} frames, not {n_frames}")
