@@ -4,9 +4,9 @@ The features (flow/features) compute librosa's definitions but call nothing of l
 time, so a new worker never imports it: librosa's modules that the features would reach (util,
 filters, feature, onset, and scipy.signal under them) and the loading of their numba functions
 took about 1.3 s of a new SLURM worker's first result (BENCHMARKS.md). numpy, scipy.linalg and
-scipy.ndimage are enough. What the features need of
-librosa is rebuilt here from librosa 0.11's own code (ISC licence), statement for statement where
-it decides the float rounding; tests/flow/test_banks.py holds each function to librosa's result.
+scipy.ndimage are enough. What the features need of librosa is rebuilt here from librosa 0.11's
+own code (ISC licence), statement for statement where it decides the float rounding;
+tests/flow/test_banks.py holds each function to librosa's result.
 """
 
 from __future__ import annotations
