@@ -204,6 +204,27 @@ def test_qdel_of_the_driver_deletes_its_workers_and_credentials_and_a_rerun_fini
     assert not rows.duplicated(["track_id", "segment"]).any()
 
 
+def test_at_the_end_of_a_run_worker_jobs_end_on_their_own_with_logs_free_of_tracebacks(
+    sge: None, names: Callable[[str], str], tmp_path: Path
+) -> None:
+    """The driver closes its workers before the cluster's close would qdel them: their jobs exit 0,
+    and no signal lands mid-close to leave a traceback in the worker's log."""
+    worker = names("worker")
+    cfg = make_config(
+        "extract", ["cluster=sge", f"output.dir={tmp_path}", "cluster.jobs=1", f"cluster.job_name={worker}"]
+    )
+    config.check(cfg)
+    with connect(cfg) as client:
+        assert client.submit(sum, [40, 2]).result(timeout=60) == 42
+        (job,) = [j[0] for j in _qstat(worker)]
+    log = tmp_path / "logs" / "sge" / f"{worker}.o{job}"  # dask-jobqueue joins stderr to stdout (-j y)
+    _wait(job, log=log, timeout=30)
+    _assert_completed(job, log)
+    text = log.read_text()
+    assert "Traceback" not in text and " ERROR " not in text, text[-3000:]
+    assert "End worker" in text.splitlines()[-1], text[-3000:]
+
+
 def test_wrong_queue_fails_at_once_naming_the_keys(
     sge: None, names: Callable[[str], str], tmp_path: Path, primed_numba_cache: Path
 ) -> None:

@@ -317,6 +317,27 @@ def test_a_warm_started_worker_is_forked_with_the_feature_code_loaded_and_is_res
 
 
 @pytest.mark.slurm
+def test_at_the_end_of_a_run_worker_jobs_end_on_their_own_with_logs_free_of_tracebacks(
+    slurm: None, names: Callable[[str], str], tmp_path: Path
+) -> None:
+    """The driver closes its workers before the cluster's close would scancel them: their jobs end
+    COMPLETED, and no SIGTERM lands mid-close (which left a traceback or two in every worker's log
+    and every worker job CANCELLED)."""
+    worker = names("worker")
+    cfg = _compose("cluster=slurm", f"output.dir={tmp_path}", "cluster.jobs=1", f"cluster.job_name={worker}")
+    with connect(cfg) as client:
+        assert client.submit(sum, [40, 2]).result(timeout=60) == 42
+        (job,) = [j[0] for j in _squeue(worker)]
+    _wait(job, timeout=30)
+    info = _job(job)
+    log = tmp_path / "logs" / "slurm" / f"{worker}-{job}.err"
+    text = log.read_text()
+    assert (info["JobState"], info["ExitCode"]) == ("COMPLETED", "0:0"), text[-3000:]
+    assert "Traceback" not in text and " ERROR " not in text, text[-3000:]
+    assert "End worker" in text.splitlines()[-1], text[-3000:]
+
+
+@pytest.mark.slurm
 def test_wrong_queue_fails_at_once_naming_the_keys(
     slurm: None, names: Callable[[str], str], tmp_path: Path, primed_numba_cache: Path
 ) -> None:

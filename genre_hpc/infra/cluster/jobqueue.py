@@ -22,6 +22,7 @@ from typing import Any
 
 from dask.utils import parse_bytes, parse_timedelta
 from distributed import Client
+from distributed.comm import CommClosedError
 from omegaconf import DictConfig
 
 from genre_hpc.core.errors import ClusterError, ConfigError
@@ -61,7 +62,12 @@ def connect(cfg: DictConfig) -> Iterator[Client]:
                 time.perf_counter() - submitted, describe(client), cluster.scheduler_address,
                 client.dashboard_link if spec.dashboard_address else "off",
             )  # fmt: skip
-            yield client
+            try:
+                yield client
+            except Exception:  # not at SIGTERM or Ctrl-C (SystemExit, KeyboardInterrupt): end at once
+                _end_worker_jobs(client, cluster, spec)
+                raise
+            _end_worker_jobs(client, cluster, spec)
 
 
 @contextmanager
@@ -302,6 +308,63 @@ def _wait_for_first_worker(client: Client, cluster: Any, spec: DictConfig) -> No
         f"Pending jobs: check {_worker_keys(row)}; running jobs that never connect: check "
         f"cluster.interface and the worker logs in {logs}"
     ) from None
+
+
+# Seconds the driver waits, once its workers have closed, for their jobs to end on their own
+JOBS_END_S = 10.0
+
+
+def _end_worker_jobs(client: Client, cluster: Any, spec: DictConfig) -> None:
+    """Close every connected worker through its nanny, then wait (JOBS_END_S at most, where the
+    scheduler can say, `Scheduler.ended`) for their jobs to end on their own. The cluster's close
+    then cancels only what is left: jobs still pending, a worker that would not close.
+
+    dask-jobqueue's close cancels the jobs while the scheduler's own close is closing their
+    workers, so SIGTERM arrived mid-close: at the end of every run, each worker's log had a
+    traceback or two of that race (a batched comm closed under it, a TLS listener stopped in a
+    handshake) and SLURM recorded each worker job as CANCELLED. Through the nanny rather than the
+    worker: a worker process that closes by itself waits 2 s for its stop-queue thread
+    (distributed joins that thread before telling it to stop).
+    """
+    try:
+        closed = client.run_on_scheduler(_terminate_nannies, reason="run-finished")
+    except Exception as error:  # the scheduler cannot be reached: the cancel below still ends the jobs
+        log.debug("dask: could not close the workers before cancelling their jobs: %r", error)
+        return
+    row = SCHEDULERS[spec.kind]
+    ids = [
+        str(job.job_id)
+        for name, job in list(cluster.workers.items())
+        if getattr(job, "job_id", None) and any(w == name or w.startswith(f"{name}-") for w in closed)
+    ]  # a job of `processes` workers names them <job name>-<i>
+    if not ids or row.states is None or row.ended is None:
+        return
+    deadline = time.monotonic() + JOBS_END_S
+    while (states := row.states(ids)) is not None and time.monotonic() < deadline:
+        if all(row.ended(states.get(i), True) for i in ids):
+            return
+        time.sleep(0.2)
+    log.info("dask: worker jobs %s had not ended %.0f s after their workers closed: cancelling them",
+             _job_states(ids, states), JOBS_END_S)  # fmt: skip
+
+
+async def _terminate_nannies(dask_scheduler: Any, reason: str) -> list[str]:
+    """(On the scheduler) close each worker's nanny, which closes its worker and then itself, so the
+    job's command ends; the names of the workers whose nannies closed."""
+    nannies = {ws.nanny: str(ws.name) for ws in dask_scheduler.workers.values() if ws.nanny}
+
+    async def terminate(address: str) -> bool:
+        try:
+            await dask_scheduler.rpc(address).terminate(reason=reason)
+        except (CommClosedError, OSError):
+            return True  # the nanny closes its comms as it closes: the reply may never come
+        except Exception as error:
+            log.debug("dask: nanny %s did not close: %r", address, error)
+            return False
+        return True
+
+    done = await asyncio.wait_for(asyncio.gather(*map(terminate, nannies)), timeout=30)
+    return [name for name, ok in zip(nannies.values(), done, strict=True) if ok]
 
 
 def _job_states(ids: list[str], states: dict[str, str] | None) -> str:
