@@ -251,3 +251,10 @@ def assert_cut_batches_resumed_with_progress(log: str, tracks: int) -> None:
     done = [int(n) for n in re.findall(rf"extract: (\d+)/{tracks} tracks", log)]
     assert done and done[-1] == tracks, log[-4000:]
     assert any(0 < n < tracks for n in done), done  # lines while tracks finish, not only at the end
+
+
+def assert_worker_log_ended_cleanly(log: Path) -> None:
+    """A worker job's log that ends with its worker's own end, and holds no traceback or error."""
+    text = log.read_text()
+    assert "Traceback" not in text and " ERROR " not in text, text[-3000:]
+    assert "End worker" in text.splitlines()[-1], text[-3000:]

@@ -27,6 +27,7 @@ from ..helpers import (
     StallDeadline,
     assert_cut_batches_resumed_with_progress,
     assert_every_row_once,
+    assert_worker_log_ended_cleanly,
     dataset_rows,
     ended_without_connecting,
     extract_stage,
@@ -220,9 +221,7 @@ def test_at_the_end_of_a_run_worker_jobs_end_on_their_own_with_logs_free_of_trac
     log = tmp_path / "logs" / "sge" / f"{worker}.o{job}"  # dask-jobqueue joins stderr to stdout (-j y)
     _wait(job, log=log, timeout=30)
     _assert_completed(job, log)
-    text = log.read_text()
-    assert "Traceback" not in text and " ERROR " not in text, text[-3000:]
-    assert "End worker" in text.splitlines()[-1], text[-3000:]
+    assert_worker_log_ended_cleanly(log)
 
 
 def test_wrong_queue_fails_at_once_naming_the_keys(

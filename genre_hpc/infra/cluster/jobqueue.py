@@ -273,14 +273,7 @@ def _wait_for_first_worker(client: Client, cluster: Any, spec: DictConfig) -> No
         except (TimeoutError, asyncio.TimeoutError):
             pass
         look = min(2 * look, LONGEST_LOOK_S)
-        # A copy, as the cluster's event loop changes the dict, and no name for it: a job object that
-        # outlives the cluster's close (in this frame, kept by the traceback of the error raised
-        # below) fails SpecCluster's check that each job it made is closed, which dask-jobqueue's
-        # Job.close never marks; only the WeakSet of made jobs dropping it lets that check pass.
-        ids = sorted(
-            (str(job.job_id) for job in list(cluster.workers.values()) if getattr(job, "job_id", None)),
-            key=lambda i: (len(i), i),  # numeric ids in submission order
-        )
+        ids = _job_ids(cluster)
         states = row.states(ids) if (row.states and ids) else None
         if states is not None and row.ended is not None:
             over = [i for i in ids if row.ended(states.get(i), i in listed)]
@@ -332,11 +325,7 @@ def _end_worker_jobs(client: Client, cluster: Any, spec: DictConfig) -> None:
         log.debug("dask: could not close the workers before cancelling their jobs: %r", error)
         return
     row = SCHEDULERS[spec.kind]
-    ids = [
-        str(job.job_id)
-        for name, job in list(cluster.workers.items())
-        if getattr(job, "job_id", None) and any(w == name or w.startswith(f"{name}-") for w in closed)
-    ]  # a job of `processes` workers names them <job name>-<i>
+    ids = _job_ids(cluster, of_workers=closed)
     if not ids or row.states is None or row.ended is None:
         return
     deadline = time.monotonic() + JOBS_END_S
@@ -344,8 +333,33 @@ def _end_worker_jobs(client: Client, cluster: Any, spec: DictConfig) -> None:
         if all(row.ended(states.get(i), True) for i in ids):
             return
         time.sleep(0.2)
-    log.info("dask: worker jobs %s had not ended %.0f s after their workers closed: cancelling them",
-             _job_states(ids, states), JOBS_END_S)  # fmt: skip
+    if states is None:
+        log.info(
+            "dask: the scheduler cannot say whether worker jobs %s ended: cancelling them", ", ".join(ids)
+        )
+    else:
+        log.info("dask: worker jobs %s had not ended %.0f s after their workers closed: cancelling them",
+                 _job_states(ids, states), JOBS_END_S)  # fmt: skip
+
+
+def _job_ids(cluster: Any, of_workers: list[str] | None = None) -> list[str]:
+    """The scheduler's ids of the cluster's submitted worker jobs, in submission order; with
+    `of_workers`, only the jobs that run one of those workers (a job of `processes` workers names
+    them <job name>-<i>)."""
+    # A copy, as the cluster's event loop changes the dict, and no name for a job outside the
+    # comprehension: a job object that outlives the cluster's close (kept, say, by the traceback of
+    # an error raised while waiting) fails SpecCluster's check that each job it made is closed,
+    # which dask-jobqueue's Job.close never marks; only the WeakSet of made jobs dropping it lets
+    # that check pass.
+    return sorted(
+        (
+            str(job.job_id)
+            for name, job in list(cluster.workers.items())
+            if getattr(job, "job_id", None)
+            and (of_workers is None or any(w == name or w.startswith(f"{name}-") for w in of_workers))
+        ),
+        key=lambda i: (len(i), i),  # numeric ids in submission order
+    )
 
 
 async def _terminate_nannies(dask_scheduler: Any, reason: str) -> list[str]:
